@@ -1,0 +1,288 @@
+//! Relay networks in namespaces: nodes (relays run `wecan-agent`, clients run nothing),
+//! veth links with a /24 each, agent configs generated from the links, and helpers to
+//! read counters and drive the CLI.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, process::Command, time::Duration};
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode},
+};
+use wecan::datapath::{Maps, TESTKIT_OBJECT};
+use wecan_common::{stats::Stat, wire::DEFAULT_PORT};
+
+use crate::{
+    bins::bin,
+    net::{Netns, veth},
+    proc::Proc,
+};
+
+struct Node {
+    name: String,
+    id: u32,
+    ns: Netns,
+}
+
+struct Link {
+    a: String,
+    b: String,
+    a_ip: Ipv4Addr,
+    b_ip: Ipv4Addr,
+}
+
+/// A relay network. Dropping it stops the agents, then deletes namespaces and pins.
+pub struct Topology {
+    tag: String,
+    nodes: Vec<Node>,
+    links: Vec<Link>,
+    agents: Vec<(String, Proc)>,
+    /// XDP_PASS programs on client interfaces (detached on drop).
+    pass_progs: Vec<Ebpf>,
+    config_dir: PathBuf,
+}
+
+/// Interface name on `node` for its link to `peer`.
+pub fn iface(peer: &str) -> String {
+    format!("to-{peer}")
+}
+
+impl Topology {
+    /// `tag` must be unique among running topologies (namespace and pin names use it).
+    pub fn new(tag: &str) -> Result<Self> {
+        let tag = format!("{tag}{}", std::process::id() % 100_000);
+        let config_dir = std::env::temp_dir().join(format!("wecan-{tag}"));
+        std::fs::create_dir_all(&config_dir)?;
+        Ok(Self {
+            tag,
+            nodes: Vec::new(),
+            links: Vec::new(),
+            agents: Vec::new(),
+            pass_progs: Vec::new(),
+            config_dir,
+        })
+    }
+
+    /// Adds a node (relay or client) with its own namespace.
+    pub fn node(&mut self, name: &str, id: u32) -> Result<()> {
+        let ns = Netns::new(&format!("{}-{name}", self.tag))?;
+        self.nodes.push(Node {
+            name: name.into(),
+            id,
+            ns,
+        });
+        Ok(())
+    }
+
+    /// Links two nodes with a veth pair and a /24 (10.0.N.1 on `a`, 10.0.N.2 on `b`).
+    pub fn link(&mut self, a: &str, b: &str) -> Result<()> {
+        let n = self.links.len() as u8 + 1;
+        let (a_ip, b_ip) = (Ipv4Addr::new(10, 0, n, 1), Ipv4Addr::new(10, 0, n, 2));
+        let (na, nb) = (self.find(a)?, self.find(b)?);
+        veth(&na.ns, &iface(b), &nb.ns, &iface(a))?;
+        na.ns
+            .ip(&["addr", "add", &format!("{a_ip}/24"), "dev", &iface(b)])?;
+        nb.ns
+            .ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
+        self.links.push(Link {
+            a: a.into(),
+            b: b.into(),
+            a_ip,
+            b_ip,
+        });
+        Ok(())
+    }
+
+    fn find(&self, name: &str) -> Result<&Node> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| anyhow!("no node {name}"))
+    }
+
+    pub fn ns(&self, name: &str) -> &Netns {
+        &self.find(name).expect("known node").ns
+    }
+
+    pub fn id(&self, name: &str) -> u32 {
+        self.find(name).expect("known node").id
+    }
+
+    /// Address of `on` on its link to `toward`.
+    pub fn addr(&self, on: &str, toward: &str) -> Ipv4Addr {
+        self.links
+            .iter()
+            .find_map(
+                |l| match (l.a == on && l.b == toward, l.b == on && l.a == toward) {
+                    (true, _) => Some(l.a_ip),
+                    (_, true) => Some(l.b_ip),
+                    _ => None,
+                },
+            )
+            .unwrap_or_else(|| panic!("no link {on} -- {toward}"))
+    }
+
+    /// Nodes linked to `name`.
+    pub fn neighbours(&self, name: &str) -> Vec<String> {
+        self.links
+            .iter()
+            .filter_map(|l| {
+                if l.a == name {
+                    Some(l.b.clone())
+                } else if l.b == name {
+                    Some(l.a.clone())
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    pub fn pin_dir(&self, relay: &str) -> PathBuf {
+        PathBuf::from(format!("/sys/fs/bpf/wecan-{}/{relay}", self.tag))
+    }
+
+    /// The agent config for `relay`: every neighbour except those in `strangers` is a
+    /// peer; `routes` maps destination node names to next-hop node names.
+    pub fn config(&self, relay: &str, strangers: &[&str], routes: &[(&str, &str)]) -> String {
+        let mut c = format!(
+            "node_id = {}\nport = {DEFAULT_PORT}\npin_dir = \"{}\"\ninterfaces = [{}]\n",
+            self.id(relay),
+            self.pin_dir(relay).display(),
+            self.neighbours(relay)
+                .iter()
+                .map(|n| format!("\"{}\"", iface(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for n in self.neighbours(relay) {
+            if !strangers.contains(&n.as_str()) {
+                c += &format!(
+                    "\n[[peers]]\nnode_id = {}\naddr = \"{}\"\n",
+                    self.id(&n),
+                    self.addr(&n, relay)
+                );
+            }
+        }
+        for (dst, via) in routes {
+            c += &format!(
+                "\n[[routes]]\ndst = {}\nvia = {}\n",
+                self.id(dst),
+                self.id(via)
+            );
+        }
+        c
+    }
+
+    /// Writes the config and starts `wecan-agent run` for `relay`; returns once it is ready.
+    pub fn start_relay(
+        &mut self,
+        relay: &str,
+        strangers: &[&str],
+        routes: &[(&str, &str)],
+    ) -> Result<()> {
+        let path = self.config_dir.join(format!("{relay}.toml"));
+        std::fs::write(&path, self.config(relay, strangers, routes))?;
+        let ns = self.ns(relay).name.clone();
+        let agent = Proc::spawn_ready(
+            relay,
+            Command::new(bin("wecan-agent"))
+                .args(["--netns", &ns, "run", "--stats-interval", "0", "--config"])
+                .arg(&path)
+                .env("RUST_LOG", "warn"),
+            "ready",
+            Duration::from_secs(20),
+        )
+        .with_context(|| format!("agent {relay}"))?;
+        self.agents.push((relay.into(), agent));
+        Ok(())
+    }
+
+    /// Attaches an XDP_PASS program to every interface of `node`: a veth only accepts
+    /// frames that its peer sends with XDP_TX/XDP_REDIRECT when it runs XDP itself.
+    pub fn accept_xdp_frames(&mut self, node: &str) -> Result<()> {
+        let ns = self.ns(node).name.clone();
+        let ifaces: Vec<String> = self.neighbours(node).iter().map(|n| iface(n)).collect();
+        let ebpf = std::thread::spawn(move || -> Result<Ebpf> {
+            wecan::netns::enter(&ns)?;
+            let mut ebpf = Ebpf::load(TESTKIT_OBJECT)?;
+            let prog: &mut Xdp = ebpf
+                .program_mut("testkit_pass")
+                .context("testkit_pass")?
+                .try_into()?;
+            prog.load()?;
+            for i in &ifaces {
+                prog.attach(i, XdpMode::Driver)
+                    .with_context(|| format!("XDP_PASS on {i}"))?;
+            }
+            Ok(ebpf)
+        })
+        .join()
+        .map_err(|_| anyhow!("attach thread panicked"))??;
+        self.pass_progs.push(ebpf);
+        Ok(())
+    }
+
+    /// Stops the agent of `relay` (it detaches and removes its pins).
+    pub fn stop_relay(&mut self, relay: &str) {
+        self.agents.retain(|(n, _)| n != relay);
+    }
+
+    /// The relay's datapath counters (packets per outcome).
+    pub fn stats(&self, relay: &str) -> Result<BTreeMap<&'static str, u64>> {
+        let maps = Maps::open_pinned(&self.pin_dir(relay))?;
+        Ok(maps
+            .stats()?
+            .into_iter()
+            .map(|(s, c)| (s.name(), c.packets))
+            .collect())
+    }
+
+    /// Packets the relay forwarded in XDP (TX + redirect).
+    pub fn forwarded(&self, relay: &str) -> Result<u64> {
+        let s = self.stats(relay)?;
+        Ok(s[Stat::Tx.name()] + s[Stat::Redirect.name()])
+    }
+
+    /// Runs the `wecan` CLI against `relay`.
+    pub fn cli(&self, relay: &str, args: &[&str]) -> Result<String> {
+        let pin = self.pin_dir(relay);
+        let mut a = vec![
+            "--netns",
+            &self.ns(relay).name,
+            "--pin-dir",
+            pin.to_str().expect("UTF-8"),
+        ];
+        a.extend_from_slice(args);
+        crate::net::sh(bin("wecan").to_str().expect("UTF-8"), &a)
+    }
+
+    /// A `wecan-client` command running in `node`'s namespace.
+    pub fn client(&self, node: &str) -> Command {
+        let mut c = Command::new(bin("wecan-client"));
+        c.args(["--netns", &self.ns(node).name]);
+        c
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // Agents first (they detach and unpin), then namespaces, then leftovers.
+        self.agents.clear();
+        self.pass_progs.clear();
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.config_dir);
+        let root = PathBuf::from(format!("/sys/fs/bpf/wecan-{}", self.tag));
+        if let Ok(dirs) = std::fs::read_dir(&root) {
+            for d in dirs.flatten() {
+                if let Ok(files) = std::fs::read_dir(d.path()) {
+                    for f in files.flatten() {
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(d.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&root);
+    }
+}

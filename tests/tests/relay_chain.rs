@@ -1,0 +1,231 @@
+//! End to end through real XDP in network namespaces:
+//!
+//! ```text
+//!   A ── R1 ── R2 ── R3 ── B        (each node its own namespace, veth links)
+//!   X ──┘ └──────────┘               X: not a peer; R1 ── R3: the direct link
+//! ```
+//!
+//! IP forwarding is off in every relay namespace, so only the XDP program (and the
+//! agent's slow path, for packets whose next hop has no neighbour entry yet) can move
+//! relay packets.
+
+use std::{process::Stdio, time::Duration};
+
+use wecan::client::RecvReport;
+use wecan_tests::{
+    proc::Proc,
+    skip_privileged,
+    topology::{Topology, iface},
+};
+
+const COUNT: u32 = 100_000;
+const RATE: u32 = 50_000;
+const ROGUE: u32 = 1_000;
+
+/// Packets a relay moved on: in XDP, or through the agent after a neighbour miss.
+fn relayed(t: &Topology, r: &str) -> u64 {
+    let s = t.stats(r).unwrap();
+    s["tx"] + s["redirect"] + s["no_neighbour"]
+}
+
+fn drops(t: &Topology, r: &str) -> Vec<(&'static str, u64)> {
+    t.stats(r)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, v)| k.starts_with("drop_") && *v > 0)
+        .collect()
+}
+
+#[test]
+fn chain_forwards_every_packet_and_reroutes_without_loss() {
+    if skip_privileged("chain_forwards_every_packet_and_reroutes_without_loss") {
+        return;
+    }
+    let mut t = Topology::new("ch").unwrap();
+    for (name, id) in [
+        ("a", 100),
+        ("r1", 1),
+        ("r2", 2),
+        ("r3", 3),
+        ("b", 200),
+        ("x", 66),
+    ] {
+        t.node(name, id).unwrap();
+    }
+    for (a, b) in [
+        ("a", "r1"),
+        ("r1", "r2"),
+        ("r2", "r3"),
+        ("r3", "b"),
+        ("r1", "r3"),
+        ("x", "r1"),
+    ] {
+        t.link(a, b).unwrap();
+    }
+    t.accept_xdp_frames("b").unwrap();
+    t.start_relay("r1", &["x"], &[("b", "r2"), ("a", "a")])
+        .unwrap();
+    t.start_relay("r2", &[], &[("b", "r3"), ("a", "r1")])
+        .unwrap();
+    t.start_relay("r3", &[], &[("b", "b"), ("a", "r2")])
+        .unwrap();
+
+    // The kernel cannot forward: forwarding is off on every relay interface.
+    for r in ["r1", "r2", "r3"] {
+        for n in t.neighbours(r) {
+            let key = format!("net.ipv4.conf.{}.forwarding", iface(&n));
+            assert_eq!(t.ns(r).read_sysctl(&key).unwrap(), "0", "{r} {key}");
+        }
+    }
+
+    // An unknown source is dropped at the first relay.
+    let r1_for_x = t.addr("r1", "x");
+    let out = t
+        .client("x")
+        .args([
+            "send",
+            "--to",
+            &format!("{r1_for_x}:7300"),
+            "--src-node",
+            "66",
+            "--dst-node",
+            "200",
+        ])
+        .args([
+            "--count",
+            &ROGUE.to_string(),
+            "--first-seq",
+            "1000000",
+            "--rate",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while t.stats("r1").unwrap()["drop_unknown_peer"] < u64::from(ROGUE)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        t.stats("r1").unwrap()["drop_unknown_peer"],
+        u64::from(ROGUE)
+    );
+    assert_eq!(relayed(&t, "r1"), 0, "nothing from X may be relayed");
+
+    let b_addr = t.addr("b", "r3");
+    let (rx, rx_lines) = Proc::spawn_capture(
+        "receiver",
+        t.client("b")
+            .args(["recv", "--json", "--bind", &format!("{b_addr}:7300")])
+            .args([
+                "--count",
+                &COUNT.to_string(),
+                "--timeout",
+                "60",
+                "--idle",
+                "5",
+            ]),
+        "listening",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+
+    let r1_for_a = t.addr("r1", "a");
+    let mut sender = t
+        .client("a")
+        .args([
+            "send",
+            "--to",
+            &format!("{r1_for_a}:7300"),
+            "--src-node",
+            "100",
+            "--dst-node",
+            "200",
+        ])
+        .args(["--count", &COUNT.to_string(), "--rate", &RATE.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Mid-stream, move B's route on R1 from R2 to the direct link to R3, with the CLI.
+    std::thread::sleep(Duration::from_millis(800));
+    let r3_direct = t.addr("r3", "r1").to_string();
+    let added = t
+        .cli("r1", &["-j", "routes", "add", "200", "--via", &r3_direct])
+        .unwrap();
+    assert!(added.contains(&r3_direct), "{added}");
+    let got: serde_json::Value =
+        serde_json::from_str(&t.cli("r1", &["-j", "routes", "get", "200"]).unwrap()).unwrap();
+    assert_eq!(got[0]["next_hop"], format!("{r3_direct}:7300"));
+    assert_eq!(got[0]["origin"], "cli");
+    let r2_at_switch = relayed(&t, "r2");
+
+    assert!(sender.wait().unwrap().success());
+    let report: RecvReport = loop {
+        let line = rx_lines
+            .recv_timeout(Duration::from_secs(90))
+            .expect("receiver report");
+        if line.starts_with('{') {
+            break serde_json::from_str(&line).unwrap();
+        }
+    };
+    rx.wait(Duration::from_secs(10)).unwrap();
+
+    for r in ["r1", "r2", "r3"] {
+        eprintln!(
+            "{r}: {:?}",
+            t.stats(r)
+                .unwrap()
+                .into_iter()
+                .filter(|(_, v)| *v > 0)
+                .collect::<Vec<_>>()
+        );
+    }
+    // Every packet arrived, intact, exactly once; none of X's.
+    assert_eq!(report.unique, u64::from(COUNT), "{report:?}");
+    assert_eq!(
+        (report.missing, report.corrupt, report.duplicates),
+        (0, 0, 0),
+        "{report:?}"
+    );
+    // Three relay hops on the long path, two on the direct one.
+    assert_eq!(report.min_hop_limit, Some(13), "{report:?}");
+
+    // The counters account for each packet: R1 and R3 relayed all of them, R2 only
+    // those before the switch; the rest took the direct link.
+    let (r1, r2, r3) = (relayed(&t, "r1"), relayed(&t, "r2"), relayed(&t, "r3"));
+    assert_eq!(r1, u64::from(COUNT));
+    assert_eq!(r3, u64::from(COUNT));
+    assert!(
+        r2 > 0 && r2 < u64::from(COUNT),
+        "R2 relayed {r2}: the switch was not mid-stream"
+    );
+    assert!(r2 >= r2_at_switch);
+    eprintln!(
+        "R2 carried {r2} packets before the switch, the direct link {}",
+        u64::from(COUNT) - r2
+    );
+    assert_eq!(
+        drops(&t, "r1"),
+        vec![("drop_unknown_peer", u64::from(ROGUE))]
+    );
+    assert_eq!(drops(&t, "r2"), vec![]);
+    assert_eq!(drops(&t, "r3"), vec![]);
+
+    // The CLI reports the same counters as the maps.
+    let stats: serde_json::Value =
+        serde_json::from_str(&t.cli("r3", &["-j", "stats"]).unwrap()).unwrap();
+    let cli_redirect = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["outcome"] == "redirect")
+        .unwrap();
+    assert_eq!(cli_redirect["packets"], t.stats("r3").unwrap()["redirect"]);
+}

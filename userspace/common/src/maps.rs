@@ -1,0 +1,237 @@
+//! Keys and values of the BPF maps, shared by the XDP program (reader) and the agent/CLI
+//! (writers). The maps themselves are declared once, in `xdp-prog/src/maps.rs`.
+//!
+//! Node IDs and ports in map keys/values are in host byte order; addresses are byte
+//! arrays in network order (IPv4 in the first 4 bytes of a 16-byte slot).
+
+/// Map names, as pinned under the agent's bpffs directory.
+pub mod names {
+    pub const CONFIG: &str = "WECAN_CONFIG";
+    pub const PEERS_V4: &str = "WECAN_PEERS_V4";
+    pub const PEERS_V6: &str = "WECAN_PEERS_V6";
+    pub const ROUTES: &str = "WECAN_ROUTES";
+    pub const FLOW_ROUTES: &str = "WECAN_FLOW_ROUTES";
+    pub const TX_PORTS: &str = "WECAN_TX_PORTS";
+    pub const STATS: &str = "WECAN_STATS";
+    /// Every pinned map, for cleanup.
+    pub const ALL: [&str; 7] = [
+        CONFIG,
+        PEERS_V4,
+        PEERS_V6,
+        ROUTES,
+        FLOW_ROUTES,
+        TX_PORTS,
+        STATS,
+    ];
+}
+
+/// Name of the relay XDP program inside the object file.
+pub const RELAY_PROGRAM: &str = "wecan_relay";
+
+/// Interface the relay's FIB lookups run from: `lo`, whose ifindex is 1 in every network
+/// namespace. The agent turns IP forwarding on for `lo` only (see `xdp-prog/src/forward.rs`).
+pub const LOOKUP_IFINDEX: u32 = 1;
+
+/// Capacity of the route maps.
+pub const MAX_ROUTES: u32 = 65_536;
+/// Capacity of the per-flow override map.
+pub const MAX_FLOW_ROUTES: u32 = 65_536;
+/// Capacity of each peer allowlist.
+pub const MAX_PEERS: u32 = 4_096;
+/// Capacity of the egress-port devmap.
+pub const MAX_TX_PORTS: u32 = 64;
+
+/// Single entry (index 0) of the `CONFIG` array: who this relay is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayConfig {
+    pub node_id: u32,
+    /// UDP port relay packets are addressed to.
+    pub port: u16,
+    /// 1 once userspace has written the config; the program passes everything before that.
+    pub enabled: u8,
+    pub _pad: u8,
+}
+
+/// Value of the peer allowlists (keyed by the peer's IPv4 / IPv6 address): only packets
+/// whose outer source address is a peer are relayed. A relay is never an open relay.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerValue {
+    pub node_id: u32,
+}
+
+/// Key of `ROUTES`: destination node.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub dst_node: u32,
+}
+
+/// Key of `FLOW_ROUTES`, the per-flow overrides consulted before `ROUTES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub dst_node: u32,
+    pub flow_id: u32,
+}
+
+/// What a relay does with a packet whose route it found.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Rewrite toward the next hop and send it out in XDP.
+    Forward = 1,
+    /// Hand to the agent (kernel stack to its UDP socket), which forwards with protection.
+    SlowPath = 2,
+    /// This node is the destination: deliver to the local stack.
+    Local = 3,
+}
+
+impl RouteAction {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Forward),
+            2 => Some(Self::SlowPath),
+            3 => Some(Self::Local),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::SlowPath => "slow-path",
+            Self::Local => "local",
+        }
+    }
+}
+
+/// Who installed a route.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteOrigin {
+    /// From the agent's config file.
+    Static = 1,
+    /// Added by an operator with the CLI.
+    Cli = 2,
+    /// Pushed by the controller.
+    Controller = 3,
+}
+
+impl RouteOrigin {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Static),
+            2 => Some(Self::Cli),
+            3 => Some(Self::Controller),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Cli => "cli",
+            Self::Controller => "controller",
+        }
+    }
+}
+
+/// Address family tags used in [`RouteValue::family`].
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+/// Value of `ROUTES` and `FLOW_ROUTES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteValue {
+    /// A [`RouteAction`].
+    pub action: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`]: family of `next_addr` and `src_addr`.
+    pub family: u8,
+    /// A [`RouteOrigin`].
+    pub origin: u8,
+    pub _pad: u8,
+    /// UDP port of the next hop.
+    pub next_port: u16,
+    pub _pad2: u16,
+    /// Node ID of the next hop (informational for the datapath).
+    pub next_node: u32,
+    /// Route generation (controller push counter; 0 for static routes).
+    pub generation: u32,
+    /// Next hop's address.
+    pub next_addr: [u8; 16],
+    /// Our own address toward the next hop: becomes the outer source address.
+    pub src_addr: [u8; 16],
+}
+
+impl RouteValue {
+    /// A route that delivers to the local stack.
+    pub const fn local(origin: RouteOrigin) -> Self {
+        Self {
+            action: RouteAction::Local as u8,
+            family: 0,
+            origin: origin as u8,
+            _pad: 0,
+            next_port: 0,
+            _pad2: 0,
+            next_node: 0,
+            generation: 0,
+            next_addr: [0; 16],
+            src_addr: [0; 16],
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), Copy, and contain only integers and byte arrays
+    // with explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for RelayConfig {}
+    unsafe impl aya::Pod for PeerValue {}
+    unsafe impl aya::Pod for RouteKey {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for RouteValue {}
+    unsafe impl aya::Pod for crate::stats::Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<RelayConfig>(), 8);
+        assert_eq!(size_of::<PeerValue>(), 4);
+        assert_eq!(size_of::<RouteKey>(), 4);
+        assert_eq!(size_of::<FlowKey>(), 8);
+        assert_eq!(size_of::<RouteValue>(), 48);
+        assert_eq!(offset_of!(RouteValue, next_port), 4);
+        assert_eq!(offset_of!(RouteValue, next_node), 8);
+        assert_eq!(offset_of!(RouteValue, next_addr), 16);
+        assert_eq!(offset_of!(RouteValue, src_addr), 32);
+    }
+
+    #[test]
+    fn enums_roundtrip() {
+        for a in [
+            RouteAction::Forward,
+            RouteAction::SlowPath,
+            RouteAction::Local,
+        ] {
+            assert_eq!(RouteAction::from_u8(a as u8), Some(a));
+        }
+        for o in [
+            RouteOrigin::Static,
+            RouteOrigin::Cli,
+            RouteOrigin::Controller,
+        ] {
+            assert_eq!(RouteOrigin::from_u8(o as u8), Some(o));
+        }
+        assert_eq!(RouteAction::from_u8(0), None);
+        assert_eq!(RouteOrigin::from_u8(9), None);
+    }
+}

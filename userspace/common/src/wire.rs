@@ -1,0 +1,309 @@
+//! The wecan relay header: the one definition of the wire format.
+//!
+//! A relay packet is an ordinary UDP datagram (IPv4 or IPv6 underlay) sent to a relay's
+//! port, whose payload starts with this 24-byte header, followed by the application
+//! payload. All multi-byte fields are big-endian (network order).
+//!
+//! ```text
+//!  0               1               2               3
+//!  0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7
+//! +---------------+---------------+---------------+---------------+
+//! |   magic 'W'   |   magic 'C'   |    version    |     kind      |
+//! +---------------+---------------+---------------+---------------+
+//! |     flags     |   hop limit   |      reserved (must be 0)     |
+//! +---------------+---------------+---------------+---------------+
+//! |                        source node ID                         |
+//! +---------------------------------------------------------------+
+//! |                     destination node ID                       |
+//! +---------------------------------------------------------------+
+//! |                           flow ID                             |
+//! +---------------------------------------------------------------+
+//! |                       sequence number                         |
+//! +---------------------------------------------------------------+
+//! ```
+//!
+//! - **magic** `"WC"` and **version** ([`VERSION`]) identify the protocol; anything else
+//!   arriving on the relay port is dropped and counted.
+//! - **kind**: [`PacketKind`]. Data, probe, probe reply, NACK, FEC parity and control are
+//!   reserved now so that later protocol layers never change the header.
+//! - **flags**: per-kind bits, forwarded unchanged ([`flags`]).
+//! - **hop limit**: remaining relay hops. A relay forwards a packet only if its hop limit is
+//!   at least 1 and decrements it when it does; a packet with hop limit 0 can only be
+//!   delivered locally. This bounds routing loops.
+//! - **source / destination node**: end points of the overlay path (clients and relays
+//!   are all nodes). Relays route on the destination node.
+//! - **flow ID**: chosen by the source; lets a route be overridden per flow.
+//! - **sequence number**: per flow, chosen by the source; relays do not look at it.
+
+/// First two bytes of every relay header.
+pub const MAGIC: [u8; 2] = *b"WC";
+/// The version this code speaks.
+pub const VERSION: u8 = 1;
+/// Length of [`RelayHeader`] on the wire.
+pub const HEADER_LEN: usize = core::mem::size_of::<RelayHeader>();
+/// Default UDP port of a relay.
+pub const DEFAULT_PORT: u16 = 7300;
+/// Default hop limit for packets a client originates.
+pub const DEFAULT_HOP_LIMIT: u8 = 16;
+
+/// Flag bits of [`RelayHeader::flags`]. Relays forward them unchanged.
+pub mod flags {
+    /// The source wants reliable, ordered delivery (reliable-ordered mode).
+    pub const RELIABLE: u8 = 0x01;
+    /// The packet belongs to an FEC-protected flow.
+    pub const FEC: u8 = 0x02;
+}
+
+/// What a relay packet carries.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketKind {
+    /// Application payload.
+    Data = 0,
+    /// Link probe (RTT/loss measurement).
+    Probe = 1,
+    /// Answer to a probe, turned around by the probed relay.
+    ProbeReply = 2,
+    /// Negative acknowledgement asking for retransmission (ARQ).
+    Nack = 3,
+    /// Forward-error-correction parity shard.
+    FecParity = 4,
+    /// Control-plane message.
+    Control = 5,
+}
+
+impl PacketKind {
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Data,
+            1 => Self::Probe,
+            2 => Self::ProbeReply,
+            3 => Self::Nack,
+            4 => Self::FecParity,
+            5 => Self::Control,
+            _ => return None,
+        })
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Probe => "probe",
+            Self::ProbeReply => "probe-reply",
+            Self::Nack => "nack",
+            Self::FecParity => "fec-parity",
+            Self::Control => "control",
+        }
+    }
+}
+
+/// Why a header was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// Fewer than [`HEADER_LEN`] bytes.
+    Truncated,
+    /// The first two bytes are not [`MAGIC`].
+    BadMagic,
+    /// A version this code does not speak.
+    BadVersion(u8),
+    /// A kind outside [`PacketKind`].
+    BadKind(u8),
+    /// The reserved bytes are not zero.
+    BadReserved,
+}
+
+impl core::fmt::Display for WireError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Truncated => write!(f, "shorter than the {HEADER_LEN}-byte relay header"),
+            Self::BadMagic => write!(f, "bad magic (not a wecan relay packet)"),
+            Self::BadVersion(v) => write!(f, "unsupported version {v} (this is version {VERSION})"),
+            Self::BadKind(k) => write!(f, "unknown packet kind {k}"),
+            Self::BadReserved => write!(f, "reserved bytes are not zero"),
+        }
+    }
+}
+
+/// The relay header exactly as it sits in the packet (see the module docs).
+///
+/// Byte arrays keep the struct alignment 1, so the XDP program can overlay it on packet
+/// memory at any offset (e.g. after a VLAN tag).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayHeader {
+    pub magic: [u8; 2],
+    pub version: u8,
+    pub kind: u8,
+    pub flags: u8,
+    pub hop_limit: u8,
+    pub reserved: [u8; 2],
+    pub src_node: [u8; 4],
+    pub dst_node: [u8; 4],
+    pub flow_id: [u8; 4],
+    pub seq: [u8; 4],
+}
+
+impl RelayHeader {
+    /// A header of the current version.
+    pub const fn new(
+        kind: PacketKind,
+        src_node: u32,
+        dst_node: u32,
+        flow_id: u32,
+        seq: u32,
+    ) -> Self {
+        Self {
+            magic: MAGIC,
+            version: VERSION,
+            kind: kind as u8,
+            flags: 0,
+            hop_limit: DEFAULT_HOP_LIMIT,
+            reserved: [0; 2],
+            src_node: src_node.to_be_bytes(),
+            dst_node: dst_node.to_be_bytes(),
+            flow_id: flow_id.to_be_bytes(),
+            seq: seq.to_be_bytes(),
+        }
+    }
+
+    /// Checks magic, version, kind and reserved bytes. Both the XDP program and userspace
+    /// use this, so they accept exactly the same headers.
+    #[inline(always)]
+    pub fn validate(&self) -> Result<PacketKind, WireError> {
+        if self.magic != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if self.version != VERSION {
+            return Err(WireError::BadVersion(self.version));
+        }
+        if self.reserved != [0; 2] {
+            return Err(WireError::BadReserved);
+        }
+        match PacketKind::from_u8(self.kind) {
+            Some(kind) => Ok(kind),
+            None => Err(WireError::BadKind(self.kind)),
+        }
+    }
+
+    pub const fn src_node(&self) -> u32 {
+        u32::from_be_bytes(self.src_node)
+    }
+    pub const fn dst_node(&self) -> u32 {
+        u32::from_be_bytes(self.dst_node)
+    }
+    pub const fn flow_id(&self) -> u32 {
+        u32::from_be_bytes(self.flow_id)
+    }
+    pub const fn seq(&self) -> u32 {
+        u32::from_be_bytes(self.seq)
+    }
+
+    /// The header as wire bytes.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..2].copy_from_slice(&self.magic);
+        out[2] = self.version;
+        out[3] = self.kind;
+        out[4] = self.flags;
+        out[5] = self.hop_limit;
+        out[6..8].copy_from_slice(&self.reserved);
+        out[8..12].copy_from_slice(&self.src_node);
+        out[12..16].copy_from_slice(&self.dst_node);
+        out[16..20].copy_from_slice(&self.flow_id);
+        out[20..24].copy_from_slice(&self.seq);
+        out
+    }
+
+    /// Parses and validates the header at the start of `buf`; returns it with the payload.
+    pub fn decode(buf: &[u8]) -> Result<(Self, &[u8]), WireError> {
+        let Some((head, payload)) = buf.split_first_chunk::<HEADER_LEN>() else {
+            return Err(WireError::Truncated);
+        };
+        let four = |at: usize| [head[at], head[at + 1], head[at + 2], head[at + 3]];
+        let hdr = Self {
+            magic: [head[0], head[1]],
+            version: head[2],
+            kind: head[3],
+            flags: head[4],
+            hop_limit: head[5],
+            reserved: [head[6], head[7]],
+            src_node: four(8),
+            dst_node: four(12),
+            flow_id: four(16),
+            seq: four(20),
+        };
+        hdr.validate()?;
+        Ok((hdr, payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_24_bytes_align_1() {
+        assert_eq!(HEADER_LEN, 24);
+        assert_eq!(core::mem::align_of::<RelayHeader>(), 1);
+        assert_eq!(core::mem::offset_of!(RelayHeader, hop_limit), 5);
+        assert_eq!(core::mem::offset_of!(RelayHeader, src_node), 8);
+        assert_eq!(core::mem::offset_of!(RelayHeader, seq), 20);
+    }
+
+    #[test]
+    fn encode_decode_roundtrip() {
+        let mut h = RelayHeader::new(PacketKind::Nack, 1, 0xdead_beef, 7, u32::MAX);
+        h.flags = flags::RELIABLE;
+        h.hop_limit = 3;
+        let mut pkt = h.to_bytes().to_vec();
+        pkt.extend_from_slice(b"payload");
+        let (back, payload) = RelayHeader::decode(&pkt).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(payload, b"payload");
+        assert_eq!(back.dst_node(), 0xdead_beef);
+        assert_eq!(back.seq(), u32::MAX);
+        assert_eq!(back.validate(), Ok(PacketKind::Nack));
+        // Network byte order on the wire.
+        assert_eq!(&pkt[12..16], &[0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(&pkt[0..4], b"WC\x01\x03");
+    }
+
+    #[test]
+    fn decode_rejects_bad_input() {
+        let good = RelayHeader::new(PacketKind::Data, 1, 2, 3, 4).to_bytes();
+        for len in 0..HEADER_LEN {
+            assert_eq!(RelayHeader::decode(&good[..len]), Err(WireError::Truncated));
+        }
+        let mut bad = good;
+        bad[0] = b'X';
+        assert_eq!(RelayHeader::decode(&bad).unwrap_err(), WireError::BadMagic);
+        let mut bad = good;
+        bad[2] = 9;
+        assert_eq!(
+            RelayHeader::decode(&bad).unwrap_err(),
+            WireError::BadVersion(9)
+        );
+        let mut bad = good;
+        bad[3] = 200;
+        assert_eq!(
+            RelayHeader::decode(&bad).unwrap_err(),
+            WireError::BadKind(200)
+        );
+        let mut bad = good;
+        bad[7] = 1;
+        assert_eq!(
+            RelayHeader::decode(&bad).unwrap_err(),
+            WireError::BadReserved
+        );
+    }
+
+    #[test]
+    fn every_kind_roundtrips() {
+        for v in 0..=255u8 {
+            match PacketKind::from_u8(v) {
+                Some(k) => assert_eq!(k as u8, v),
+                None => assert!(v > 5),
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! wecan-agent: loads the relay XDP program, keeps its maps in line with the config and
+//! runs the slow path.
+//!
+//! - `run`: load, attach, fill maps, serve the slow path and log counters until SIGINT or
+//!   SIGTERM, then detach and remove the pins (`--keep-attached` leaves them, for
+//!   restarts without a forwarding gap).
+//! - `load`: load, attach, fill maps, pin, exit (the program stays attached).
+//! - `unload`: detach from an interface; the last one removes the pinned maps.
+
+use std::{
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use log::{info, warn};
+use wecan::{
+    config::{Config, DEFAULT_PIN_DIR},
+    control, datapath,
+    datapath::Relay,
+    netns,
+    slowpath::SlowPath,
+};
+
+#[derive(Parser)]
+#[command(version, about = "wecan relay agent")]
+struct Cli {
+    /// Run inside this network namespace (`ip netns add NAME`), like `ip -n`.
+    #[arg(long, global = true)]
+    netns: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Attach the relay and run the agent in the foreground.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Seconds between counter log lines (0: never).
+        #[arg(long, default_value_t = 10)]
+        stats_interval: u64,
+        /// On exit, leave the program attached and the maps pinned.
+        #[arg(long)]
+        keep_attached: bool,
+    },
+    /// Attach the relay, fill its maps from the config, and exit; it stays attached.
+    Load {
+        #[arg(long)]
+        config: PathBuf,
+        /// Interfaces to attach to (default: `interfaces` from the config).
+        #[arg(long = "iface")]
+        ifaces: Vec<String>,
+    },
+    /// Detach the relay from interfaces; detaching the last one removes the pinned maps.
+    Unload {
+        #[arg(long = "iface", required = true)]
+        ifaces: Vec<String>,
+        /// Pin directory of the relay instance.
+        #[arg(long, default_value = DEFAULT_PIN_DIR, conflicts_with = "config")]
+        pin_dir: PathBuf,
+        /// Take the pin directory from this config instead.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = real_main() {
+        eprintln!("wecan-agent: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(ns) = &cli.netns {
+        netns::enter(ns)?;
+    }
+    match cli.cmd {
+        Cmd::Run {
+            config,
+            stats_interval,
+            keep_attached,
+        } => {
+            let cfg = Config::load(&config)?;
+            if cfg.interfaces.is_empty() {
+                bail!(
+                    "config {}: interfaces: empty; list the interfaces to attach to",
+                    config.display()
+                );
+            }
+            run(&cfg, stats_interval, keep_attached)
+        }
+        Cmd::Load { config, ifaces } => {
+            let cfg = Config::load(&config)?;
+            let ifaces = if ifaces.is_empty() {
+                cfg.interfaces.clone()
+            } else {
+                ifaces
+            };
+            if ifaces.is_empty() {
+                bail!(
+                    "no interface: pass --iface or set `interfaces` in {}",
+                    config.display()
+                );
+            }
+            let mut relay = Relay::load(&cfg.pin_dir)?;
+            control::apply_config(&mut relay.maps, &cfg)?;
+            for i in &ifaces {
+                relay.attach(i)?;
+            }
+            println!(
+                "attached to {}; pinned under {}",
+                ifaces.join(", "),
+                cfg.pin_dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Unload {
+            ifaces,
+            pin_dir,
+            config,
+        } => {
+            let pin_dir = match config {
+                Some(c) => Config::load(&c)?.pin_dir,
+                None => pin_dir,
+            };
+            for i in &ifaces {
+                if !datapath::detach(&pin_dir, i)? {
+                    warn!("{i}: no relay attached under {}", pin_dir.display());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn run(cfg: &Config, stats_interval: u64, keep_attached: bool) -> Result<()> {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut relay = Relay::load(&cfg.pin_dir)?;
+    control::apply_config(&mut relay.maps, cfg)?;
+    let mut slow = SlowPath::bind(cfg.node_id, cfg.port)?;
+    let attached = (|| {
+        for i in &cfg.interfaces {
+            relay.attach(i)?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })();
+    let result = attached.and_then(|()| {
+        info!(
+            "node {} relaying on {}",
+            cfg.node_id,
+            cfg.interfaces.join(", ")
+        );
+        // Tests and the demo wait for this line on stdout.
+        println!("ready");
+        let mut last = Instant::now();
+        while !STOP.load(Ordering::Relaxed) {
+            slow.poll(&relay.maps)?;
+            if stats_interval > 0 && last.elapsed() >= Duration::from_secs(stats_interval) {
+                last = Instant::now();
+                log_stats(&relay, &slow);
+            }
+        }
+        Ok(())
+    });
+    if keep_attached {
+        info!(
+            "leaving the relay attached (pins under {})",
+            cfg.pin_dir.display()
+        );
+    } else {
+        for i in &cfg.interfaces {
+            if let Err(e) = datapath::detach(&cfg.pin_dir, i) {
+                warn!("{i}: detach failed: {e:#}");
+            }
+        }
+        info!("detached; pins removed");
+    }
+    result
+}
+
+fn log_stats(relay: &Relay, slow: &SlowPath) {
+    match relay.maps.stats() {
+        Ok(stats) => {
+            let line: Vec<String> = stats
+                .iter()
+                .filter(|(_, c)| c.packets > 0)
+                .map(|(s, c)| format!("{}={}", s.name(), c.packets))
+                .collect();
+            info!("xdp: {} | slow path: {:?}", line.join(" "), slow.stats);
+        }
+        Err(e) => warn!("reading counters: {e:#}"),
+    }
+}

@@ -1,0 +1,242 @@
+//! The agent's TOML config (see `configs/relay.example.toml`). Every error names the
+//! field and says how to fix it.
+
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use wecan_common::{maps::RouteAction, wire::DEFAULT_PORT};
+
+/// Default bpffs directory for pins; one directory per relay instance.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wecan";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This relay's node ID (non-zero).
+    pub node_id: u32,
+    /// UDP port relay packets are addressed to.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Where maps and links are pinned.
+    #[serde(default = "default_pin_dir")]
+    pub pin_dir: PathBuf,
+    /// Interfaces to attach the XDP program to.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Neighbours allowed to send to this relay, and next hops of routes.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Static routes.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub node_id: u32,
+    pub addr: IpAddr,
+    /// The peer's UDP port; defaults to this relay's `port`.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Destination node.
+    pub dst: u32,
+    /// Next hop: a peer's node ID (required unless `action = "local"`).
+    pub via: Option<u32>,
+    /// Only for this flow of `dst` (per-flow override).
+    pub flow: Option<u32>,
+    #[serde(default)]
+    pub action: ActionConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionConfig {
+    #[default]
+    Forward,
+    SlowPath,
+    Local,
+}
+
+impl From<ActionConfig> for RouteAction {
+    fn from(a: ActionConfig) -> Self {
+        match a {
+            ActionConfig::Forward => RouteAction::Forward,
+            ActionConfig::SlowPath => RouteAction::SlowPath,
+            ActionConfig::Local => RouteAction::Local,
+        }
+    }
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_pin_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_PIN_DIR)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.node_id == 0 {
+            bail!("node_id: 0 is reserved; give this relay a non-zero node ID");
+        }
+        if self.port == 0 {
+            bail!("port: 0 is not a usable UDP port; set e.g. port = {DEFAULT_PORT}");
+        }
+        let mut nodes = HashSet::new();
+        let mut addrs = HashSet::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            if p.node_id == 0 || p.node_id == self.node_id {
+                bail!(
+                    "peers[{i}].node_id: {} is {}; give the peer its own non-zero node ID",
+                    p.node_id,
+                    if p.node_id == 0 {
+                        "reserved"
+                    } else {
+                        "this relay's own node_id"
+                    }
+                );
+            }
+            if !nodes.insert(p.node_id) {
+                bail!(
+                    "peers[{i}].node_id: node {} is listed twice; merge the entries",
+                    p.node_id
+                );
+            }
+            if p.addr.is_unspecified() || p.addr.is_multicast() {
+                bail!("peers[{i}].addr: {} is not a unicast address", p.addr);
+            }
+            if !addrs.insert(p.addr) {
+                bail!(
+                    "peers[{i}].addr: {} is used by another peer; each peer needs its own address",
+                    p.addr
+                );
+            }
+            if p.port == Some(0) {
+                bail!("peers[{i}].port: 0 is not a usable UDP port");
+            }
+        }
+        let mut keys = HashSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.dst == 0 {
+                bail!("routes[{i}].dst: node 0 is reserved");
+            }
+            if !keys.insert((r.dst, r.flow)) {
+                bail!(
+                    "routes[{i}]: a route for dst {} (flow {:?}) is already defined; keep one",
+                    r.dst,
+                    r.flow
+                );
+            }
+            match (r.action, r.via) {
+                (ActionConfig::Local, Some(_)) => {
+                    bail!("routes[{i}].via: a local route has no next hop; remove `via`")
+                }
+                (ActionConfig::Local, None) => {}
+                (_, None) => {
+                    bail!("routes[{i}].via: missing; set it to the node ID of one of the [[peers]]")
+                }
+                (_, Some(via)) => {
+                    if self.peer(via).is_none() {
+                        bail!(
+                            "routes[{i}].via: node {via} is not a configured peer; add it under [[peers]]"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer with this node ID.
+    pub fn peer(&self, node_id: u32) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.node_id == node_id)
+    }
+
+    /// UDP port of a peer.
+    pub fn peer_port(&self, peer: &PeerConfig) -> u16 {
+        peer.port.unwrap_or(self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        node_id = 1
+        interfaces = ["eth0"]
+        [[peers]]
+        node_id = 2
+        addr = "10.0.0.2"
+        [[peers]]
+        node_id = 3
+        addr = "fd00::3"
+        port = 9000
+        [[routes]]
+        dst = 3
+        via = 3
+        [[routes]]
+        dst = 3
+        flow = 7
+        via = 2
+        action = "slow-path"
+    "#;
+
+    #[test]
+    fn parses_good_config() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.pin_dir, Path::new(DEFAULT_PIN_DIR));
+        assert_eq!(c.peer_port(c.peer(3).unwrap()), 9000);
+        assert_eq!(c.routes[1].action, ActionConfig::SlowPath);
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Config::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err("node_id = 0").contains("node_id"));
+        assert!(err("node_id = 1\nport = 0").contains("port"));
+        assert!(err("node_id = 1\nbogus = 2").contains("bogus"));
+        let e = err("node_id = 1\n[[routes]]\ndst = 5\nvia = 9");
+        assert!(
+            e.contains("routes[0].via") && e.contains("[[peers]]"),
+            "{e}"
+        );
+        let e = err("node_id = 1\n[[routes]]\ndst = 5");
+        assert!(e.contains("routes[0].via: missing"), "{e}");
+        let e = err("node_id = 1\n[[peers]]\nnode_id = 2\naddr = \"10.0.0.300\"");
+        assert!(e.contains("addr"), "{e}");
+        let e = err("node_id = 1\n[[peers]]\nnode_id = 1\naddr = \"10.0.0.3\"");
+        assert!(e.contains("peers[0].node_id"), "{e}");
+        let e = err("node_id = 1\n[[routes]]\ndst = 5\naction = \"teleport\"");
+        assert!(e.contains("action"), "{e}");
+    }
+}

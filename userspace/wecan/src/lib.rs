@@ -1,0 +1,15 @@
+//! wecan userspace: the library behind the agent, the CLI and the client.
+//!
+//! Following Katran's split, the XDP program stays small and this library owns its maps:
+//! loading and attaching ([`datapath`]), the TOML config ([`config`]), kernel interface
+//! and route information over netlink ([`netlink`]), the agent's slow path ([`slowpath`]),
+//! relay packets for the client tool ([`client`]) and operator-facing output ([`output`]).
+
+pub mod client;
+pub mod config;
+pub mod control;
+pub mod datapath;
+pub mod netlink;
+pub mod netns;
+pub mod output;
+pub mod slowpath;

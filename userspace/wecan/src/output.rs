@@ -1,0 +1,228 @@
+//! Operator-facing output, shaped like `ip` and `bpftool`: aligned tables for people,
+//! one JSON document (`--json`) for scripts.
+
+use anyhow::Result;
+use serde::Serialize;
+use wecan_common::{
+    maps::{PeerValue, RouteAction, RouteOrigin, RouteValue},
+    stats::{Counter, Stat},
+};
+
+use crate::datapath::{RouteSel, addr_from};
+
+/// Prints rows as an aligned table, or as a JSON array.
+pub fn print<T: Serialize + Row>(rows: &[T], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+        return Ok(());
+    }
+    print!("{}", table(T::HEADER, rows.iter().map(Row::cells)));
+    Ok(())
+}
+
+/// A value shown as one table row.
+pub trait Row {
+    const HEADER: &'static [&'static str];
+    fn cells(&self) -> Vec<String>;
+}
+
+/// Left-aligned columns, two spaces apart; numeric columns right-aligned.
+pub fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let numeric: Vec<bool> = (0..header.len())
+        .map(|i| !rows.is_empty() && rows.iter().all(|r| r[i].parse::<f64>().is_ok()))
+        .collect();
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            if numeric[i] {
+                s.push_str(&format!("{c:>w$}", w = widths[i]));
+            } else {
+                s.push_str(&format!("{c:<w$}", w = widths[i]));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RouteRow {
+    pub dst: u32,
+    pub flow: Option<u32>,
+    pub action: String,
+    pub next_node: Option<u32>,
+    pub next_hop: Option<String>,
+    pub src: Option<String>,
+    pub origin: String,
+    pub generation: u32,
+}
+
+impl RouteRow {
+    pub fn new(sel: RouteSel, v: &RouteValue) -> Self {
+        let action = RouteAction::from_u8(v.action);
+        let forwards = matches!(action, Some(RouteAction::Forward | RouteAction::SlowPath));
+        let hop = |bytes| addr_from(v.family, bytes).filter(|_| forwards);
+        Self {
+            dst: sel.dst(),
+            flow: sel.flow(),
+            action: action.map_or_else(|| format!("invalid({})", v.action), |a| a.name().into()),
+            next_node: forwards.then_some(v.next_node),
+            next_hop: hop(&v.next_addr).map(|a| match a {
+                std::net::IpAddr::V4(a) => format!("{a}:{}", v.next_port),
+                std::net::IpAddr::V6(a) => format!("[{a}]:{}", v.next_port),
+            }),
+            src: hop(&v.src_addr).map(|a| a.to_string()),
+            origin: RouteOrigin::from_u8(v.origin)
+                .map_or_else(|| format!("invalid({})", v.origin), |o| o.name().into()),
+            generation: v.generation,
+        }
+    }
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "-".into(), T::to_string)
+}
+
+impl Row for RouteRow {
+    const HEADER: &'static [&'static str] = &[
+        "DST",
+        "FLOW",
+        "ACTION",
+        "NEXT-NODE",
+        "NEXT-HOP",
+        "SRC",
+        "ORIGIN",
+        "GEN",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.dst.to_string(),
+            opt(&self.flow),
+            self.action.clone(),
+            opt(&self.next_node),
+            opt(&self.next_hop),
+            opt(&self.src),
+            self.origin.clone(),
+            self.generation.to_string(),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct PeerRow {
+    pub node: u32,
+    pub addr: String,
+}
+
+impl PeerRow {
+    pub fn new(addr: std::net::IpAddr, v: &PeerValue) -> Self {
+        Self {
+            node: v.node_id,
+            addr: addr.to_string(),
+        }
+    }
+}
+
+impl Row for PeerRow {
+    const HEADER: &'static [&'static str] = &["NODE", "ADDRESS"];
+    fn cells(&self) -> Vec<String> {
+        vec![self.node.to_string(), self.addr.clone()]
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct StatRow {
+    pub outcome: &'static str,
+    pub class: &'static str,
+    pub verdict: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl StatRow {
+    pub fn new(s: Stat, c: &Counter) -> Self {
+        let verdict = match s {
+            Stat::Tx => "XDP_TX",
+            Stat::Redirect => "XDP_REDIRECT",
+            _ if s.verdict() == wecan_common::stats::xdp::PASS => "XDP_PASS",
+            _ => "XDP_DROP",
+        };
+        Self {
+            outcome: s.name(),
+            class: s.class().name(),
+            verdict,
+            packets: c.packets,
+            bytes: c.bytes,
+        }
+    }
+}
+
+impl Row for StatRow {
+    const HEADER: &'static [&'static str] = &["OUTCOME", "CLASS", "VERDICT", "PACKETS", "BYTES"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.outcome.into(),
+            self.class.into(),
+            self.verdict.into(),
+            self.packets.to_string(),
+            self.bytes.to_string(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_right_aligns_numbers() {
+        let t = table(
+            &["NAME", "N"],
+            vec![
+                vec!["a".into(), "5".into()],
+                vec!["long".into(), "100".into()],
+            ]
+            .into_iter(),
+        );
+        assert_eq!(t, "NAME    N\na       5\nlong  100\n");
+    }
+
+    #[test]
+    fn route_row_shows_next_hop() {
+        let (family, next_addr) = crate::datapath::addr_bytes("10.0.0.2".parse().unwrap());
+        let (_, src_addr) = crate::datapath::addr_bytes("10.0.0.1".parse().unwrap());
+        let v = RouteValue {
+            action: RouteAction::Forward as u8,
+            family,
+            origin: RouteOrigin::Cli as u8,
+            _pad: 0,
+            next_port: 7300,
+            _pad2: 0,
+            next_node: 2,
+            generation: 0,
+            next_addr,
+            src_addr,
+        };
+        let r = RouteRow::new(RouteSel::Flow { dst: 9, flow: 4 }, &v);
+        assert_eq!(r.next_hop.as_deref(), Some("10.0.0.2:7300"));
+        assert_eq!(r.src.as_deref(), Some("10.0.0.1"));
+        assert_eq!(r.cells()[0..3], ["9", "4", "forward"]);
+        let local = RouteRow::new(RouteSel::Dst(1), &RouteValue::local(RouteOrigin::Static));
+        assert_eq!(local.next_hop, None);
+        assert_eq!(local.cells()[2], "local");
+    }
+}

@@ -1,0 +1,71 @@
+//! wecan relay datapath. Reads top to bottom:
+//!
+//! parse → validate header → admit sender → route → resolve egress (FIB) → rewrite → emit
+//!
+//! Every step returns `Result<_, Stat>`; the final `Stat` is counted and decides the XDP
+//! verdict, in one place ([`wecan_relay`]).
+#![no_std]
+#![no_main]
+
+mod forward;
+mod maps;
+mod parse;
+mod rewrite;
+mod route;
+mod stats;
+
+use aya_ebpf::{macros::xdp, programs::XdpContext};
+use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
+use wecan_common::{
+    maps::{FAMILY_V4, FAMILY_V6, RouteAction},
+    stats::Stat,
+};
+
+use crate::{maps::CONFIG, parse::Ip};
+
+#[xdp]
+pub fn wecan_relay(ctx: XdpContext) -> u32 {
+    let outcome = match relay(&ctx) {
+        Ok(s) | Err(s) => s,
+    };
+    stats::count(outcome, ctx.data_end() - ctx.data());
+    outcome.verdict()
+}
+
+#[inline(always)]
+fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
+    let cfg = match CONFIG.get(0) {
+        Some(c) if c.enabled != 0 => *c,
+        _ => return Err(Stat::NotConfigured),
+    };
+    let pkt = parse::packet(ctx, cfg.port)?;
+    route::admit(&pkt.ip)?;
+    let hdr = parse::relay_header(&pkt)?;
+    let route = route::lookup(hdr)?;
+
+    match RouteAction::from_u8(route.action) {
+        Some(RouteAction::Local) => return Ok(Stat::Local),
+        Some(RouteAction::SlowPath) => return Ok(Stat::SlowPath),
+        Some(RouteAction::Forward) => {}
+        None => return Err(Stat::DropBadRoute),
+    }
+    if hdr.hop_limit == 0 {
+        return Err(Stat::DropHopLimit);
+    }
+    let ip_hdr_len = match (&pkt.ip, route.family) {
+        (Ip::V4(_), FAMILY_V4) => Ipv4Hdr::LEN,
+        (Ip::V6(_), FAMILY_V6) => Ipv6Hdr::LEN,
+        // Changing address family means resizing headers: not done in XDP.
+        _ => return Err(Stat::DropBadRoute),
+    };
+
+    let egress = forward::resolve(ctx, route, forward::ip_len(pkt.udp, ip_hdr_len))?;
+    rewrite::apply(&pkt, route, &egress, cfg.port);
+    forward::emit(ctx, &egress)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,47 @@
+//! Every BPF map of the relay program, declared once. All are pinned by name under the
+//! agent's bpffs directory, so the CLI can read them and a restarted agent can take them
+//! over. Key/value types live in `wecan_common::maps`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+};
+use wecan_common::{
+    maps::{
+        FlowKey, MAX_FLOW_ROUTES, MAX_PEERS, MAX_ROUTES, MAX_TX_PORTS, PeerValue, RelayConfig,
+        RouteKey, RouteValue,
+    },
+    stats::{Counter, Stat},
+};
+
+/// Who this relay is (node ID, relay port). Written by the agent at start; read per packet.
+#[map(name = "WECAN_CONFIG")]
+pub static CONFIG: Array<RelayConfig> = Array::pinned(1, 0);
+
+/// Allowed IPv4 senders (peers and attached clients). Written by the agent from its config
+/// (and later the controller); read per packet to refuse open relaying.
+#[map(name = "WECAN_PEERS_V4")]
+pub static PEERS_V4: HashMap<[u8; 4], PeerValue> = HashMap::pinned(MAX_PEERS, 0);
+
+/// Allowed IPv6 senders; as `PEERS_V4`.
+#[map(name = "WECAN_PEERS_V6")]
+pub static PEERS_V6: HashMap<[u8; 16], PeerValue> = HashMap::pinned(MAX_PEERS, 0);
+
+/// Route per destination node. Written by the agent (config, CLI, controller); read per
+/// packet after `FLOW_ROUTES` misses.
+#[map(name = "WECAN_ROUTES")]
+pub static ROUTES: HashMap<RouteKey, RouteValue> = HashMap::pinned(MAX_ROUTES, 0);
+
+/// Per-flow route overrides. Written by the agent/CLI; read per packet before `ROUTES`.
+#[map(name = "WECAN_FLOW_ROUTES")]
+pub static FLOW_ROUTES: HashMap<FlowKey, RouteValue> = HashMap::pinned(MAX_FLOW_ROUTES, 0);
+
+/// Interfaces the relay may redirect to, keyed by ifindex. Written by the agent for every
+/// interface it attaches to; read by `bpf_redirect_map`.
+#[map(name = "WECAN_TX_PORTS")]
+pub static TX_PORTS: DevMapHash = DevMapHash::pinned(MAX_TX_PORTS, 0);
+
+/// Per-CPU packet/byte counter per outcome (`Stat` index). Written per packet; read and
+/// summed by the CLI and agent.
+#[map(name = "WECAN_STATS")]
+pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Stat::COUNT, 0);
