@@ -5,6 +5,7 @@
 //! directories, processes), so a failing test leaves nothing behind.
 
 pub mod bins;
+pub mod golden;
 pub mod net;
 pub mod proc;
 pub mod topology;

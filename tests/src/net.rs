@@ -11,11 +11,7 @@ pub fn sh(prog: &str, args: &[&str]) -> Result<String> {
         format!("running {prog} (is it installed? `cargo xtask setup` installs it)")
     })?;
     if !out.status.success() {
-        bail!(
-            "{prog} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{prog} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -58,8 +54,7 @@ impl Netns {
     }
 
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
-        self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])
-            .map(drop)
+        self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")]).map(drop)
     }
 
     pub fn read_sysctl(&self, key: &str) -> Result<String> {
@@ -75,9 +70,7 @@ impl Netns {
             .map(|h| u8::from_str_radix(h, 16))
             .collect::<Result<_, _>>()
             .context("parsing MAC")?;
-        bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("bad MAC {text}"))
+        bytes.try_into().map_err(|_| anyhow::anyhow!("bad MAC {text}"))
     }
 
     pub fn ifindex(&self, iface: &str) -> Result<u32> {
@@ -113,4 +106,16 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
         ns.ip(&["link", "set", i, "up"])?;
     }
     Ok(())
+}
+
+/// Runs `f` on a new thread inside namespace `ns` and returns its result. Sockets and
+/// XDP attachments keep the namespace they were created in.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let ns = ns.to_owned();
+    std::thread::spawn(move || -> Result<T> {
+        wecan::netns::enter(&ns)?;
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("thread in a namespace panicked"))?
 }

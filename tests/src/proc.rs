@@ -28,10 +28,7 @@ impl Proc {
             .spawn()
             .with_context(|| format!("spawning {name}: {cmd:?}"))?;
         let stdout = child.stdout.take().expect("piped");
-        let mut p = Self {
-            name: name.into(),
-            child,
-        };
+        let mut p = Self { name: name.into(), child };
         wait_line(stdout, ready, timeout)
             .with_context(|| format!("{} did not become ready", p.name))?;
         if let Some(status) = p.child.try_wait()? {
@@ -70,13 +67,7 @@ impl Proc {
                 Err(_) => bail!("{name} printed no {ready:?} line within {timeout:?}"),
             }
         }
-        Ok((
-            Self {
-                name: name.into(),
-                child,
-            },
-            rx,
-        ))
+        Ok((Self { name: name.into(), child }, rx))
     }
 
     /// Waits for the process to exit by itself (bounded).
@@ -132,6 +123,5 @@ fn wait_line(stdout: ChildStdout, ready: &str, timeout: Duration) -> Result<()> 
         // Keep draining so the child never blocks on a full pipe.
         for _ in lines {}
     });
-    rx.recv_timeout(timeout)
-        .map_err(|_| anyhow::anyhow!("no ready line within {timeout:?}"))
+    rx.recv_timeout(timeout).map_err(|_| anyhow::anyhow!("no ready line within {timeout:?}"))
 }

@@ -66,11 +66,7 @@ impl Topology {
     /// Adds a node (relay or client) with its own namespace.
     pub fn node(&mut self, name: &str, id: u32) -> Result<()> {
         let ns = Netns::new(&format!("{}-{name}", self.tag))?;
-        self.nodes.push(Node {
-            name: name.into(),
-            id,
-            ns,
-        });
+        self.nodes.push(Node { name: name.into(), id, ns });
         Ok(())
     }
 
@@ -80,24 +76,14 @@ impl Topology {
         let (a_ip, b_ip) = (Ipv4Addr::new(10, 0, n, 1), Ipv4Addr::new(10, 0, n, 2));
         let (na, nb) = (self.find(a)?, self.find(b)?);
         veth(&na.ns, &iface(b), &nb.ns, &iface(a))?;
-        na.ns
-            .ip(&["addr", "add", &format!("{a_ip}/24"), "dev", &iface(b)])?;
-        nb.ns
-            .ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
-        self.links.push(Link {
-            a: a.into(),
-            b: b.into(),
-            a_ip,
-            b_ip,
-        });
+        na.ns.ip(&["addr", "add", &format!("{a_ip}/24"), "dev", &iface(b)])?;
+        nb.ns.ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
+        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip });
         Ok(())
     }
 
     fn find(&self, name: &str) -> Result<&Node> {
-        self.nodes
-            .iter()
-            .find(|n| n.name == name)
-            .ok_or_else(|| anyhow!("no node {name}"))
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| anyhow!("no node {name}"))
     }
 
     pub fn ns(&self, name: &str) -> &Netns {
@@ -112,13 +98,11 @@ impl Topology {
     pub fn addr(&self, on: &str, toward: &str) -> Ipv4Addr {
         self.links
             .iter()
-            .find_map(
-                |l| match (l.a == on && l.b == toward, l.b == on && l.a == toward) {
-                    (true, _) => Some(l.a_ip),
-                    (_, true) => Some(l.b_ip),
-                    _ => None,
-                },
-            )
+            .find_map(|l| match (l.a == on && l.b == toward, l.b == on && l.a == toward) {
+                (true, _) => Some(l.a_ip),
+                (_, true) => Some(l.b_ip),
+                _ => None,
+            })
             .unwrap_or_else(|| panic!("no link {on} -- {toward}"))
     }
 
@@ -165,11 +149,7 @@ impl Topology {
             }
         }
         for (dst, via) in routes {
-            c += &format!(
-                "\n[[routes]]\ndst = {}\nvia = {}\n",
-                self.id(dst),
-                self.id(via)
-            );
+            c += &format!("\n[[routes]]\ndst = {}\nvia = {}\n", self.id(dst), self.id(via));
         }
         c
     }
@@ -203,22 +183,16 @@ impl Topology {
     pub fn accept_xdp_frames(&mut self, node: &str) -> Result<()> {
         let ns = self.ns(node).name.clone();
         let ifaces: Vec<String> = self.neighbours(node).iter().map(|n| iface(n)).collect();
-        let ebpf = std::thread::spawn(move || -> Result<Ebpf> {
-            wecan::netns::enter(&ns)?;
+        let ebpf = crate::net::in_netns(&ns, move || -> Result<Ebpf> {
             let mut ebpf = Ebpf::load(TESTKIT_OBJECT)?;
-            let prog: &mut Xdp = ebpf
-                .program_mut("testkit_pass")
-                .context("testkit_pass")?
-                .try_into()?;
+            let prog: &mut Xdp =
+                ebpf.program_mut("testkit_pass").context("testkit_pass")?.try_into()?;
             prog.load()?;
             for i in &ifaces {
-                prog.attach(i, XdpMode::Driver)
-                    .with_context(|| format!("XDP_PASS on {i}"))?;
+                prog.attach(i, XdpMode::Driver).with_context(|| format!("XDP_PASS on {i}"))?;
             }
             Ok(ebpf)
-        })
-        .join()
-        .map_err(|_| anyhow!("attach thread panicked"))??;
+        })??;
         self.pass_progs.push(ebpf);
         Ok(())
     }
@@ -231,11 +205,7 @@ impl Topology {
     /// The relay's datapath counters (packets per outcome).
     pub fn stats(&self, relay: &str) -> Result<BTreeMap<&'static str, u64>> {
         let maps = Maps::open_pinned(&self.pin_dir(relay))?;
-        Ok(maps
-            .stats()?
-            .into_iter()
-            .map(|(s, c)| (s.name(), c.packets))
-            .collect())
+        Ok(maps.stats()?.into_iter().map(|(s, c)| (s.name(), c.packets)).collect())
     }
 
     /// Packets the relay forwarded in XDP (TX + redirect).
@@ -247,12 +217,8 @@ impl Topology {
     /// Runs the `wecan` CLI against `relay`.
     pub fn cli(&self, relay: &str, args: &[&str]) -> Result<String> {
         let pin = self.pin_dir(relay);
-        let mut a = vec![
-            "--netns",
-            &self.ns(relay).name,
-            "--pin-dir",
-            pin.to_str().expect("UTF-8"),
-        ];
+        let mut a =
+            vec!["--netns", &self.ns(relay).name, "--pin-dir", pin.to_str().expect("UTF-8")];
         a.extend_from_slice(args);
         crate::net::sh(bin("wecan").to_str().expect("UTF-8"), &a)
     }

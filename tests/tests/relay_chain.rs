@@ -29,11 +29,7 @@ fn relayed(t: &Topology, r: &str) -> u64 {
 }
 
 fn drops(t: &Topology, r: &str) -> Vec<(&'static str, u64)> {
-    t.stats(r)
-        .unwrap()
-        .into_iter()
-        .filter(|(k, v)| k.starts_with("drop_") && *v > 0)
-        .collect()
+    t.stats(r).unwrap().into_iter().filter(|(k, v)| k.starts_with("drop_") && *v > 0).collect()
 }
 
 #[test]
@@ -42,33 +38,17 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
         return;
     }
     let mut t = Topology::new("ch").unwrap();
-    for (name, id) in [
-        ("a", 100),
-        ("r1", 1),
-        ("r2", 2),
-        ("r3", 3),
-        ("b", 200),
-        ("x", 66),
-    ] {
+    for (name, id) in [("a", 100), ("r1", 1), ("r2", 2), ("r3", 3), ("b", 200), ("x", 66)] {
         t.node(name, id).unwrap();
     }
-    for (a, b) in [
-        ("a", "r1"),
-        ("r1", "r2"),
-        ("r2", "r3"),
-        ("r3", "b"),
-        ("r1", "r3"),
-        ("x", "r1"),
-    ] {
+    for (a, b) in [("a", "r1"), ("r1", "r2"), ("r2", "r3"), ("r3", "b"), ("r1", "r3"), ("x", "r1")]
+    {
         t.link(a, b).unwrap();
     }
     t.accept_xdp_frames("b").unwrap();
-    t.start_relay("r1", &["x"], &[("b", "r2"), ("a", "a")])
-        .unwrap();
-    t.start_relay("r2", &[], &[("b", "r3"), ("a", "r1")])
-        .unwrap();
-    t.start_relay("r3", &[], &[("b", "b"), ("a", "r2")])
-        .unwrap();
+    t.start_relay("r1", &["x"], &[("b", "r2"), ("a", "a")]).unwrap();
+    t.start_relay("r2", &[], &[("b", "r3"), ("a", "r1")]).unwrap();
+    t.start_relay("r3", &[], &[("b", "b"), ("a", "r2")]).unwrap();
 
     // The kernel cannot forward: forwarding is off on every relay interface.
     for r in ["r1", "r2", "r3"] {
@@ -91,46 +71,30 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
             "--dst-node",
             "200",
         ])
-        .args([
-            "--count",
-            &ROGUE.to_string(),
-            "--first-seq",
-            "1000000",
-            "--rate",
-            "0",
-        ])
+        .args(["--count", &ROGUE.to_string(), "--first-seq", "1000000", "--rate", "0"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while t.stats("r1").unwrap()["drop_unknown_peer"] < u64::from(ROGUE)
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(
-        t.stats("r1").unwrap()["drop_unknown_peer"],
-        u64::from(ROGUE)
-    );
+    assert_eq!(t.stats("r1").unwrap()["drop_unknown_peer"], u64::from(ROGUE));
     assert_eq!(relayed(&t, "r1"), 0, "nothing from X may be relayed");
 
     let b_addr = t.addr("b", "r3");
     let (rx, rx_lines) = Proc::spawn_capture(
         "receiver",
-        t.client("b")
-            .args(["recv", "--json", "--bind", &format!("{b_addr}:7300")])
-            .args([
-                "--count",
-                &COUNT.to_string(),
-                "--timeout",
-                "60",
-                "--idle",
-                "5",
-            ]),
+        t.client("b").args(["recv", "--json", "--bind", &format!("{b_addr}:7300")]).args([
+            "--count",
+            &COUNT.to_string(),
+            "--timeout",
+            "60",
+            "--idle",
+            "5",
+        ]),
         "listening",
         Duration::from_secs(10),
     )
@@ -156,9 +120,7 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
     // Mid-stream, move B's route on R1 from R2 to the direct link to R3, with the CLI.
     std::thread::sleep(Duration::from_millis(800));
     let r3_direct = t.addr("r3", "r1").to_string();
-    let added = t
-        .cli("r1", &["-j", "routes", "add", "200", "--via", &r3_direct])
-        .unwrap();
+    let added = t.cli("r1", &["-j", "routes", "add", "200", "--via", &r3_direct]).unwrap();
     assert!(added.contains(&r3_direct), "{added}");
     let got: serde_json::Value =
         serde_json::from_str(&t.cli("r1", &["-j", "routes", "get", "200"]).unwrap()).unwrap();
@@ -168,9 +130,7 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
 
     assert!(sender.wait().unwrap().success());
     let report: RecvReport = loop {
-        let line = rx_lines
-            .recv_timeout(Duration::from_secs(90))
-            .expect("receiver report");
+        let line = rx_lines.recv_timeout(Duration::from_secs(90)).expect("receiver report");
         if line.starts_with('{') {
             break serde_json::from_str(&line).unwrap();
         }
@@ -180,20 +140,12 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
     for r in ["r1", "r2", "r3"] {
         eprintln!(
             "{r}: {:?}",
-            t.stats(r)
-                .unwrap()
-                .into_iter()
-                .filter(|(_, v)| *v > 0)
-                .collect::<Vec<_>>()
+            t.stats(r).unwrap().into_iter().filter(|(_, v)| *v > 0).collect::<Vec<_>>()
         );
     }
     // Every packet arrived, intact, exactly once; none of X's.
     assert_eq!(report.unique, u64::from(COUNT), "{report:?}");
-    assert_eq!(
-        (report.missing, report.corrupt, report.duplicates),
-        (0, 0, 0),
-        "{report:?}"
-    );
+    assert_eq!((report.missing, report.corrupt, report.duplicates), (0, 0, 0), "{report:?}");
     // Three relay hops on the long path, two on the direct one.
     assert_eq!(report.min_hop_limit, Some(13), "{report:?}");
 
@@ -202,30 +154,20 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
     let (r1, r2, r3) = (relayed(&t, "r1"), relayed(&t, "r2"), relayed(&t, "r3"));
     assert_eq!(r1, u64::from(COUNT));
     assert_eq!(r3, u64::from(COUNT));
-    assert!(
-        r2 > 0 && r2 < u64::from(COUNT),
-        "R2 relayed {r2}: the switch was not mid-stream"
-    );
+    assert!(r2 > 0 && r2 < u64::from(COUNT), "R2 relayed {r2}: the switch was not mid-stream");
     assert!(r2 >= r2_at_switch);
     eprintln!(
         "R2 carried {r2} packets before the switch, the direct link {}",
         u64::from(COUNT) - r2
     );
-    assert_eq!(
-        drops(&t, "r1"),
-        vec![("drop_unknown_peer", u64::from(ROGUE))]
-    );
+    assert_eq!(drops(&t, "r1"), vec![("drop_unknown_peer", u64::from(ROGUE))]);
     assert_eq!(drops(&t, "r2"), vec![]);
     assert_eq!(drops(&t, "r3"), vec![]);
 
     // The CLI reports the same counters as the maps.
     let stats: serde_json::Value =
         serde_json::from_str(&t.cli("r3", &["-j", "stats"]).unwrap()).unwrap();
-    let cli_redirect = stats
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["outcome"] == "redirect")
-        .unwrap();
+    let cli_redirect =
+        stats.as_array().unwrap().iter().find(|r| r["outcome"] == "redirect").unwrap();
     assert_eq!(cli_redirect["packets"], t.stats("r3").unwrap()["redirect"]);
 }

@@ -25,8 +25,6 @@ fn main() -> anyhow::Result<()> {
 
 fn which(bin: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(bin))
-            .find(|p| p.is_file())
+        std::env::split_paths(&paths).map(|dir| dir.join(bin)).find(|p| p.is_file())
     })
 }

@@ -58,11 +58,7 @@ pub fn resolve(ctx: &XdpContext, route: &RouteValue, ip_len: u16) -> Result<Egre
     // SAFETY: valid context and a params struct of the size we pass.
     let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size_of::<FibParams>() as i32, 0) };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Ok(Egress {
-            ifindex: p.ifindex,
-            smac: p.smac,
-            dmac: p.dmac,
-        }),
+        BPF_FIB_LKUP_RET_SUCCESS => Ok(Egress { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac }),
         BPF_FIB_LKUP_RET_NO_NEIGH => Err(Stat::NoNeighbour),
         BPF_FIB_LKUP_RET_BLACKHOLE | BPF_FIB_LKUP_RET_UNREACHABLE | BPF_FIB_LKUP_RET_PROHIBIT => {
             Err(Stat::DropUnreachable)

@@ -74,11 +74,7 @@ pub fn packet(ctx: &XdpContext, relay_port: u16) -> Result<Packet, Stat> {
         if (tot_len as usize) < Ipv4Hdr::LEN {
             return Err(Stat::DropMalformed);
         }
-        (
-            Ip::V4(ip),
-            off + Ipv4Hdr::LEN,
-            tot_len as usize - Ipv4Hdr::LEN,
-        )
+        (Ip::V4(ip), off + Ipv4Hdr::LEN, tot_len as usize - Ipv4Hdr::LEN)
     } else if ether_type == EtherType::Ipv6 as u16 {
         let ip: *mut Ipv6Hdr = ptr_at(ctx, off)?;
         let (vcf0, next, payload_len) =
@@ -109,12 +105,7 @@ pub fn packet(ctx: &XdpContext, relay_port: u16) -> Result<Packet, Stat> {
     if ctx.data() + udp_off + udp_len > ctx.data_end() {
         return Err(Stat::DropTruncated);
     }
-    Ok(Packet {
-        eth,
-        ip,
-        udp,
-        relay,
-    })
+    Ok(Packet { eth, ip, udp, relay })
 }
 
 /// Validates the relay header (magic, version, kind, reserved bytes).

@@ -28,18 +28,10 @@ pub fn apply(pkt: &Packet, route: &RouteValue, egress: &Egress, relay_port: u16)
 
     match pkt.ip {
         Ip::V4(ip) => unsafe {
-            let new_src = [
-                route.src_addr[0],
-                route.src_addr[1],
-                route.src_addr[2],
-                route.src_addr[3],
-            ];
-            let new_dst = [
-                route.next_addr[0],
-                route.next_addr[1],
-                route.next_addr[2],
-                route.next_addr[3],
-            ];
+            let new_src =
+                [route.src_addr[0], route.src_addr[1], route.src_addr[2], route.src_addr[3]];
+            let new_dst =
+                [route.next_addr[0], route.next_addr[1], route.next_addr[2], route.next_addr[3]];
             let old_src = (*ip).src_addr;
             let old_dst = (*ip).dst_addr;
             let old_ttl = [(*ip).ttl, (*ip).proto];
@@ -53,9 +45,7 @@ pub fn apply(pkt: &Packet, route: &RouteValue, egress: &Egress, relay_port: u16)
             (*ip).dst_addr = new_dst;
             (*ip).ttl = OUTER_TTL;
             (*ip).check = check.to_be_bytes();
-            udp_csum = udp_csum
-                .replace(&old_src, &new_src)
-                .replace(&old_dst, &new_dst);
+            udp_csum = udp_csum.replace(&old_src, &new_src).replace(&old_dst, &new_dst);
         },
         Ip::V6(ip) => unsafe {
             let old_src = (*ip).src_addr;
@@ -63,9 +53,8 @@ pub fn apply(pkt: &Packet, route: &RouteValue, egress: &Egress, relay_port: u16)
             (*ip).src_addr = route.src_addr;
             (*ip).dst_addr = route.next_addr;
             (*ip).hop_limit = OUTER_TTL;
-            udp_csum = udp_csum
-                .replace(&old_src, &route.src_addr)
-                .replace(&old_dst, &route.next_addr);
+            udp_csum =
+                udp_csum.replace(&old_src, &route.src_addr).replace(&old_dst, &route.next_addr);
         },
     }
 
@@ -73,12 +62,7 @@ pub fn apply(pkt: &Packet, route: &RouteValue, egress: &Egress, relay_port: u16)
         let old_ports = [(*udp).src, (*udp).dst];
         let sport = relay_port.to_be_bytes();
         let dport = route.next_port.to_be_bytes();
-        let old_ports = [
-            old_ports[0][0],
-            old_ports[0][1],
-            old_ports[1][0],
-            old_ports[1][1],
-        ];
+        let old_ports = [old_ports[0][0], old_ports[0][1], old_ports[1][0], old_ports[1][1]];
         let new_ports = [sport[0], sport[1], dport[0], dport[1]];
         // Bytes 4..6 of the relay header are [flags, hop limit]: one checksum word.
         let old_word = [(*relay).flags, (*relay).hop_limit];
@@ -87,9 +71,7 @@ pub fn apply(pkt: &Packet, route: &RouteValue, egress: &Egress, relay_port: u16)
         (*udp).dst = dport;
         (*relay).hop_limit = new_word[1];
         if udp_csum_on {
-            let c = udp_csum
-                .replace(&old_ports, &new_ports)
-                .replace(&old_word, &new_word);
+            let c = udp_csum.replace(&old_ports, &new_ports).replace(&old_word, &new_word);
             (*udp).check = c.finish_udp().to_be_bytes();
         }
         (*pkt.eth).src_addr = egress.smac;

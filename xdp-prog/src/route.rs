@@ -20,24 +20,15 @@ pub fn admit(ip: &Ip) -> Result<(), Stat> {
         Ip::V4(h) => PEERS_V4.get_ptr(unsafe { (*h).src_addr }).is_some(),
         Ip::V6(h) => PEERS_V6.get_ptr(unsafe { (*h).src_addr }).is_some(),
     };
-    if known {
-        Ok(())
-    } else {
-        Err(Stat::DropUnknownPeer)
-    }
+    if known { Ok(()) } else { Err(Stat::DropUnknownPeer) }
 }
 
 /// The route for this packet's flow or destination.
 #[inline(always)]
 pub fn lookup(hdr: &RelayHeader) -> Result<&'static RouteValue, Stat> {
     let dst_node = hdr.dst_node();
-    let flow = FlowKey {
-        dst_node,
-        flow_id: hdr.flow_id(),
-    };
-    let found = FLOW_ROUTES
-        .get_ptr(flow)
-        .or_else(|| ROUTES.get_ptr(RouteKey { dst_node }));
+    let flow = FlowKey { dst_node, flow_id: hdr.flow_id() };
+    let found = FLOW_ROUTES.get_ptr(flow).or_else(|| ROUTES.get_ptr(RouteKey { dst_node }));
     match found {
         // SAFETY: a map value pointer stays valid for the whole program run.
         Some(route) => Ok(unsafe { &*route }),

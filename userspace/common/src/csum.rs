@@ -84,10 +84,8 @@ mod tests {
         let new_dst = [10, 1, 2, 3];
         let old_ttl = [hdr[8], hdr[9]];
         let new_ttl = [63, hdr[9]];
-        let c = Update::new(0xb861)
-            .replace(&old_dst, &new_dst)
-            .replace(&old_ttl, &new_ttl)
-            .finish();
+        let c =
+            Update::new(0xb861).replace(&old_dst, &new_dst).replace(&old_ttl, &new_ttl).finish();
         hdr[16..20].copy_from_slice(&new_dst);
         hdr[8] = 63;
         hdr[10..12].copy_from_slice(&[0, 0]);

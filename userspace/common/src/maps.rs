@@ -14,15 +14,7 @@ pub mod names {
     pub const TX_PORTS: &str = "WECAN_TX_PORTS";
     pub const STATS: &str = "WECAN_STATS";
     /// Every pinned map, for cleanup.
-    pub const ALL: [&str; 7] = [
-        CONFIG,
-        PEERS_V4,
-        PEERS_V6,
-        ROUTES,
-        FLOW_ROUTES,
-        TX_PORTS,
-        STATS,
-    ];
+    pub const ALL: [&str; 7] = [CONFIG, PEERS_V4, PEERS_V6, ROUTES, FLOW_ROUTES, TX_PORTS, STATS];
 }
 
 /// Name of the relay XDP program inside the object file.
@@ -217,18 +209,10 @@ mod tests {
 
     #[test]
     fn enums_roundtrip() {
-        for a in [
-            RouteAction::Forward,
-            RouteAction::SlowPath,
-            RouteAction::Local,
-        ] {
+        for a in [RouteAction::Forward, RouteAction::SlowPath, RouteAction::Local] {
             assert_eq!(RouteAction::from_u8(a as u8), Some(a));
         }
-        for o in [
-            RouteOrigin::Static,
-            RouteOrigin::Cli,
-            RouteOrigin::Controller,
-        ] {
+        for o in [RouteOrigin::Static, RouteOrigin::Cli, RouteOrigin::Controller] {
             assert_eq!(RouteOrigin::from_u8(o as u8), Some(o));
         }
         assert_eq!(RouteAction::from_u8(0), None);

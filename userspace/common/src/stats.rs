@@ -80,41 +80,41 @@ stats! {
     /// FIB has no neighbour entry for the next hop: the agent forwards it through the
     /// kernel stack, which resolves the neighbour for the packets after it.
     NoNeighbour = 4, "no_neighbour", Pass;
-    /// Not a relay packet (not IP, not UDP, or not to the relay port): left to the kernel.
-    NotRelay = 5, "not_relay", Pass;
-    /// IPv4 fragment: left to the kernel to reassemble for the agent.
-    Fragment = 6, "fragment", Pass;
-    /// IPv4 header with options: left to the kernel for the agent.
-    IpOptions = 7, "ip_options", Pass;
-    /// The agent has not configured the relay yet.
-    NotConfigured = 8, "not_configured", Pass;
-    /// A header ends beyond the packet (at any layer).
-    DropTruncated = 9, "drop_truncated", Drop;
-    /// IP header fields are inconsistent (IHL, lengths).
-    DropMalformed = 10, "drop_malformed", Drop;
-    /// Relay-port packet without the wecan magic.
-    DropBadMagic = 11, "drop_bad_magic", Drop;
-    /// Unsupported header version.
-    DropBadVersion = 12, "drop_bad_version", Drop;
-    /// Unknown packet kind or non-zero reserved bytes.
-    DropBadHeader = 13, "drop_bad_header", Drop;
-    /// Outer source is not a configured peer.
-    DropUnknownPeer = 14, "drop_unknown_peer", Drop;
-    /// Hop limit exhausted on a packet that needs forwarding.
-    DropHopLimit = 15, "drop_hop_limit", Drop;
-    /// No route for the destination node.
-    DropNoRoute = 16, "drop_no_route", Drop;
-    /// The route is invalid (unknown action, or next hop of the other address family).
-    DropBadRoute = 17, "drop_bad_route", Drop;
-    /// FIB lookup says the next hop is unreachable, blackholed or prohibited.
-    DropUnreachable = 18, "drop_unreachable", Drop;
-    /// Egress interface has no entry in the TX port devmap.
-    DropNoTxPort = 19, "drop_no_tx_port", Drop;
-    /// The egress MTU is too small for the packet.
-    DropMtu = 20, "drop_mtu", Drop;
     /// FIB lookup could not finish in XDP for another reason (no route, a route XDP cannot
     /// use): the agent forwards it through the kernel stack, which decides.
-    FibPass = 21, "fib_pass", Pass;
+    FibPass = 5, "fib_pass", Pass;
+    /// Not a relay packet (not IP, not UDP, or not to the relay port): left to the kernel.
+    NotRelay = 6, "not_relay", Pass;
+    /// IPv4 fragment: left to the kernel to reassemble for the agent.
+    Fragment = 7, "fragment", Pass;
+    /// IPv4 header with options: left to the kernel for the agent.
+    IpOptions = 8, "ip_options", Pass;
+    /// The agent has not configured the relay yet.
+    NotConfigured = 9, "not_configured", Pass;
+    /// A header ends beyond the packet (at any layer).
+    DropTruncated = 10, "drop_truncated", Drop;
+    /// IP header fields are inconsistent (IHL, lengths).
+    DropMalformed = 11, "drop_malformed", Drop;
+    /// Relay-port packet without the wecan magic.
+    DropBadMagic = 12, "drop_bad_magic", Drop;
+    /// Unsupported header version.
+    DropBadVersion = 13, "drop_bad_version", Drop;
+    /// Unknown packet kind or non-zero reserved bytes.
+    DropBadHeader = 14, "drop_bad_header", Drop;
+    /// Outer source is not a configured peer.
+    DropUnknownPeer = 15, "drop_unknown_peer", Drop;
+    /// Hop limit exhausted on a packet that needs forwarding.
+    DropHopLimit = 16, "drop_hop_limit", Drop;
+    /// No route for the destination node.
+    DropNoRoute = 17, "drop_no_route", Drop;
+    /// The route is invalid (unknown action, or next hop of the other address family).
+    DropBadRoute = 18, "drop_bad_route", Drop;
+    /// FIB lookup says the next hop is unreachable, blackholed or prohibited.
+    DropUnreachable = 19, "drop_unreachable", Drop;
+    /// Egress interface has no entry in the TX port devmap.
+    DropNoTxPort = 20, "drop_no_tx_port", Drop;
+    /// The egress MTU is too small for the packet.
+    DropMtu = 21, "drop_mtu", Drop;
 }
 
 impl Stat {

@@ -279,22 +279,13 @@ mod tests {
         assert_eq!(RelayHeader::decode(&bad).unwrap_err(), WireError::BadMagic);
         let mut bad = good;
         bad[2] = 9;
-        assert_eq!(
-            RelayHeader::decode(&bad).unwrap_err(),
-            WireError::BadVersion(9)
-        );
+        assert_eq!(RelayHeader::decode(&bad).unwrap_err(), WireError::BadVersion(9));
         let mut bad = good;
         bad[3] = 200;
-        assert_eq!(
-            RelayHeader::decode(&bad).unwrap_err(),
-            WireError::BadKind(200)
-        );
+        assert_eq!(RelayHeader::decode(&bad).unwrap_err(), WireError::BadKind(200));
         let mut bad = good;
         bad[7] = 1;
-        assert_eq!(
-            RelayHeader::decode(&bad).unwrap_err(),
-            WireError::BadReserved
-        );
+        assert_eq!(RelayHeader::decode(&bad).unwrap_err(), WireError::BadReserved);
     }
 
     #[test]

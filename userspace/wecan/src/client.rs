@@ -52,13 +52,8 @@ pub fn send(sock: &UdpSocket, spec: &SendSpec) -> Result<u64> {
     let mut sent = 0u64;
     for i in 0..spec.count {
         let seq = spec.first_seq.wrapping_add(i);
-        let mut hdr = RelayHeader::new(
-            PacketKind::Data,
-            spec.src_node,
-            spec.dst_node,
-            spec.flow,
-            seq,
-        );
+        let mut hdr =
+            RelayHeader::new(PacketKind::Data, spec.src_node, spec.dst_node, spec.flow, seq);
         hdr.hop_limit = spec.hop_limit;
         let pkt = datagram(&hdr, spec.size);
         loop {
@@ -77,10 +72,10 @@ pub fn send(sock: &UdpSocket, spec: &SendSpec) -> Result<u64> {
         sent += 1;
         if spec.rate > 0 {
             let due = Duration::from_secs_f64(sent as f64 / spec.rate as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                if wait > Duration::from_micros(200) {
-                    std::thread::sleep(wait);
-                }
+            if let Some(wait) = due.checked_sub(start.elapsed())
+                && wait > Duration::from_micros(200)
+            {
+                std::thread::sleep(wait);
             }
         }
     }
@@ -141,11 +136,8 @@ impl Receiver {
             return;
         }
         self.report.unique += 1;
-        self.report.min_hop_limit = Some(
-            self.report
-                .min_hop_limit
-                .map_or(hdr.hop_limit, |m| m.min(hdr.hop_limit)),
-        );
+        self.report.min_hop_limit =
+            Some(self.report.min_hop_limit.map_or(hdr.hop_limit, |m| m.min(hdr.hop_limit)));
         match self.max_seq {
             Some(m) if hdr.seq() < m => self.report.reordered += 1,
             _ => self.max_seq = Some(hdr.seq()),

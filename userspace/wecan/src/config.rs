@@ -114,18 +114,11 @@ impl Config {
                 bail!(
                     "peers[{i}].node_id: {} is {}; give the peer its own non-zero node ID",
                     p.node_id,
-                    if p.node_id == 0 {
-                        "reserved"
-                    } else {
-                        "this relay's own node_id"
-                    }
+                    if p.node_id == 0 { "reserved" } else { "this relay's own node_id" }
                 );
             }
             if !nodes.insert(p.node_id) {
-                bail!(
-                    "peers[{i}].node_id: node {} is listed twice; merge the entries",
-                    p.node_id
-                );
+                bail!("peers[{i}].node_id: node {} is listed twice; merge the entries", p.node_id);
             }
             if p.addr.is_unspecified() || p.addr.is_multicast() {
                 bail!("peers[{i}].addr: {} is not a unicast address", p.addr);
@@ -226,10 +219,7 @@ mod tests {
         assert!(err("node_id = 1\nport = 0").contains("port"));
         assert!(err("node_id = 1\nbogus = 2").contains("bogus"));
         let e = err("node_id = 1\n[[routes]]\ndst = 5\nvia = 9");
-        assert!(
-            e.contains("routes[0].via") && e.contains("[[peers]]"),
-            "{e}"
-        );
+        assert!(e.contains("routes[0].via") && e.contains("[[peers]]"), "{e}");
         let e = err("node_id = 1\n[[routes]]\ndst = 5");
         assert!(e.contains("routes[0].via: missing"), "{e}");
         let e = err("node_id = 1\n[[peers]]\nnode_id = 2\naddr = \"10.0.0.300\"");

@@ -51,10 +51,7 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config) -> Result<()> {
         maps.add_peer(p.addr, p.node_id)?;
     }
 
-    let mut wanted = vec![(
-        RouteSel::Dst(cfg.node_id),
-        RouteValue::local(RouteOrigin::Static),
-    )];
+    let mut wanted = vec![(RouteSel::Dst(cfg.node_id), RouteValue::local(RouteOrigin::Static))];
     for (i, r) in cfg.routes.iter().enumerate() {
         let sel = RouteSel::new(r.dst, r.flow);
         let value = match r.via.and_then(|via| cfg.peer(via)) {
@@ -81,12 +78,7 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config) -> Result<()> {
     }
 
     enable_fib_lookups()?;
-    maps.set_config(RelayConfig {
-        node_id: cfg.node_id,
-        port: cfg.port,
-        enabled: 1,
-        _pad: 0,
-    })?;
+    maps.set_config(RelayConfig { node_id: cfg.node_id, port: cfg.port, enabled: 1, _pad: 0 })?;
     info!(
         "node {}: {} peers, {} routes, relay port {}",
         cfg.node_id,
@@ -101,10 +93,7 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config) -> Result<()> {
 /// relay looks routes up as from `lo` (see `xdp-prog/src/forward.rs`), so forwarding is
 /// switched on for `lo` alone; the NICs keep their setting and the kernel forwards nothing.
 pub fn enable_fib_lookups() -> Result<()> {
-    for path in [
-        "/proc/sys/net/ipv4/conf/lo/forwarding",
-        "/proc/sys/net/ipv6/conf/lo/forwarding",
-    ] {
+    for path in ["/proc/sys/net/ipv4/conf/lo/forwarding", "/proc/sys/net/ipv6/conf/lo/forwarding"] {
         std::fs::write(path, "1").with_context(|| format!("cannot enable {path}"))?;
     }
     Ok(())

@@ -126,8 +126,7 @@ impl Maps {
     /// Takes the maps out of a freshly loaded object.
     fn from_ebpf(ebpf: &mut Ebpf) -> Result<Self> {
         Self::from_fn(|name| {
-            ebpf.take_map(name)
-                .ok_or_else(|| anyhow!("the relay object has no map {name}"))
+            ebpf.take_map(name).ok_or_else(|| anyhow!("the relay object has no map {name}"))
         })
     }
 
@@ -194,14 +193,9 @@ impl Maps {
     pub fn set_route(&mut self, sel: RouteSel, value: RouteValue) -> Result<()> {
         match sel {
             RouteSel::Dst(dst) => self.routes.insert(RouteKey { dst_node: dst }, value, 0)?,
-            RouteSel::Flow { dst, flow } => self.flow_routes.insert(
-                FlowKey {
-                    dst_node: dst,
-                    flow_id: flow,
-                },
-                value,
-                0,
-            )?,
+            RouteSel::Flow { dst, flow } => {
+                self.flow_routes.insert(FlowKey { dst_node: dst, flow_id: flow }, value, 0)?
+            }
         }
         Ok(())
     }
@@ -209,10 +203,9 @@ impl Maps {
     pub fn remove_route(&mut self, sel: RouteSel) -> Result<()> {
         let r = match sel {
             RouteSel::Dst(dst) => self.routes.remove(&RouteKey { dst_node: dst }),
-            RouteSel::Flow { dst, flow } => self.flow_routes.remove(&FlowKey {
-                dst_node: dst,
-                flow_id: flow,
-            }),
+            RouteSel::Flow { dst, flow } => {
+                self.flow_routes.remove(&FlowKey { dst_node: dst, flow_id: flow })
+            }
         };
         r.with_context(|| format!("no route for {}", describe(sel)))
     }
@@ -221,13 +214,9 @@ impl Maps {
     pub fn route(&self, sel: RouteSel) -> Result<Option<RouteValue>> {
         let r = match sel {
             RouteSel::Dst(dst) => self.routes.get(&RouteKey { dst_node: dst }, 0),
-            RouteSel::Flow { dst, flow } => self.flow_routes.get(
-                &FlowKey {
-                    dst_node: dst,
-                    flow_id: flow,
-                },
-                0,
-            ),
+            RouteSel::Flow { dst, flow } => {
+                self.flow_routes.get(&FlowKey { dst_node: dst, flow_id: flow }, 0)
+            }
         };
         match r {
             Ok(v) => Ok(Some(v)),
@@ -255,13 +244,7 @@ impl Maps {
         }
         for kv in self.flow_routes.iter() {
             let (k, v) = kv?;
-            out.push((
-                RouteSel::Flow {
-                    dst: k.dst_node,
-                    flow: k.flow_id,
-                },
-                v,
-            ));
+            out.push((RouteSel::Flow { dst: k.dst_node, flow: k.flow_id }, v));
         }
         out.sort_by_key(|(s, _)| (s.dst(), s.flow()));
         Ok(out)
@@ -336,14 +319,9 @@ impl Relay {
             .load(RELAY_OBJECT)
             .context("loading the relay object")?;
         let prog: &mut Xdp = program(&mut ebpf)?;
-        prog.load()
-            .context("the kernel rejected the relay program")?;
+        prog.load().context("the kernel rejected the relay program")?;
         let maps = Maps::from_ebpf(&mut ebpf)?;
-        Ok(Self {
-            ebpf,
-            maps,
-            pin_dir: pin_dir.to_owned(),
-        })
+        Ok(Self { ebpf, maps, pin_dir: pin_dir.to_owned() })
     }
 
     /// The relay program, e.g. for `BPF_PROG_TEST_RUN`.
@@ -384,9 +362,7 @@ impl Relay {
         let fd_link = FdLink::try_from(link_handle)
             .context("the kernel attached XDP without a bpf_link; cannot pin it")?;
         if how != Attached::Replaced {
-            fd_link
-                .pin(&pin)
-                .with_context(|| format!("pinning the link at {}", pin.display()))?;
+            fd_link.pin(&pin).with_context(|| format!("pinning the link at {}", pin.display()))?;
         }
         self.maps.add_tx_port(link.index)?;
         info!("{iface}: relay attached ({how:?})");
@@ -411,14 +387,9 @@ pub fn detach(pin_dir: &Path, iface: &str) -> Result<bool> {
         let link = PinnedLink::from_pin(&pin)
             .with_context(|| format!("cannot open pinned link {}", pin.display()))?;
         // Dropping the unpinned link detaches the program.
-        drop(
-            link.unpin()
-                .with_context(|| format!("unpinning {}", pin.display()))?,
-        );
-        if let Ok(l) = crate::netlink::link(iface) {
-            if let Ok(mut maps) = Maps::open_pinned(pin_dir) {
-                let _ = maps.remove_tx_port(l.index);
-            }
+        drop(link.unpin().with_context(|| format!("unpinning {}", pin.display()))?);
+        if let (Ok(l), Ok(mut maps)) = (crate::netlink::link(iface), Maps::open_pinned(pin_dir)) {
+            let _ = maps.remove_tx_port(l.index);
         }
     }
     if attached_interfaces(pin_dir)?.is_empty() {
@@ -470,19 +441,10 @@ fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
         let (src, dst, fstype) = (c("bpf"), c(BPFFS), c("bpf"));
         // SAFETY: valid C strings; no mount data.
         let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                dst.as_ptr(),
-                fstype.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
+            libc::mount(src.as_ptr(), dst.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
         };
         if rc != 0 {
-            bail!(
-                "cannot mount bpffs at {BPFFS}: {}",
-                std::io::Error::last_os_error()
-            );
+            bail!("cannot mount bpffs at {BPFFS}: {}", std::io::Error::last_os_error());
         }
         info!("mounted bpffs at {BPFFS}");
         return Ok(());

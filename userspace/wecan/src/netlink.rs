@@ -57,12 +57,9 @@ pub fn links() -> Result<Vec<Link>> {
 
 /// The interface called `name`.
 pub fn link(name: &str) -> Result<Link> {
-    links()?
-        .into_iter()
-        .find(|l| l.name == name)
-        .ok_or_else(|| {
-            anyhow!("interface {name:?} does not exist in this network namespace (see `ip link`)")
-        })
+    links()?.into_iter().find(|l| l.name == name).ok_or_else(|| {
+        anyhow!("interface {name:?} does not exist in this network namespace (see `ip link`)")
+    })
 }
 
 /// Egress interface and source address the kernel would use to reach `dst`.
@@ -73,8 +70,7 @@ pub fn route_get(dst: IpAddr) -> Result<RouteInfo> {
         IpAddr::V6(_) => AddressFamily::Inet6,
     };
     msg.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
-    msg.attributes
-        .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    msg.attributes.push(RouteAttribute::Destination(RouteAddress::from(dst)));
     let reply = request(RouteNetlinkMessage::GetRoute(msg), false)?
         .into_iter()
         .find_map(|m| match m {
@@ -106,9 +102,7 @@ pub fn route_get(dst: IpAddr) -> Result<RouteInfo> {
 fn request(msg: RouteNetlinkMessage, dump: bool) -> Result<Vec<RouteNetlinkMessage>> {
     let mut socket = Socket::new(NETLINK_ROUTE).context("netlink socket")?;
     socket.bind_auto().context("netlink bind")?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .context("netlink connect")?;
+    socket.connect(&SocketAddr::new(0, 0)).context("netlink connect")?;
 
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
@@ -130,10 +124,9 @@ fn request(msg: RouteNetlinkMessage, dump: bool) -> Result<Vec<RouteNetlinkMessa
             match reply.payload {
                 NetlinkPayload::Done(_) => return Ok(out),
                 NetlinkPayload::Error(e) => match e.code {
-                    Some(code) => bail!(
-                        "netlink: {}",
-                        std::io::Error::from_raw_os_error(-code.get())
-                    ),
+                    Some(code) => {
+                        bail!("netlink: {}", std::io::Error::from_raw_os_error(-code.get()))
+                    }
                     None => return Ok(out),
                 },
                 NetlinkPayload::InnerMessage(m) => out.push(m),
@@ -161,11 +154,6 @@ mod tests {
         let r = route_get("127.0.0.1".parse().unwrap()).unwrap();
         assert_eq!(r.oif, 1);
         assert_eq!(r.src, "127.0.0.1".parse::<IpAddr>().unwrap());
-        assert!(
-            link("no-such-if0")
-                .unwrap_err()
-                .to_string()
-                .contains("does not exist")
-        );
+        assert!(link("no-such-if0").unwrap_err().to_string().contains("does not exist"));
     }
 }

@@ -19,10 +19,7 @@ pub fn enter(name: &str) -> Result<()> {
     })?;
     // SAFETY: setns with a valid namespace fd; affects only this thread.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "--netns {name}: setns failed: {}",
-            std::io::Error::last_os_error()
-        );
+        bail!("--netns {name}: setns failed: {}", std::io::Error::last_os_error());
     }
     Ok(())
 }

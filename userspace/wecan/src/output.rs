@@ -98,16 +98,8 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 }
 
 impl Row for RouteRow {
-    const HEADER: &'static [&'static str] = &[
-        "DST",
-        "FLOW",
-        "ACTION",
-        "NEXT-NODE",
-        "NEXT-HOP",
-        "SRC",
-        "ORIGIN",
-        "GEN",
-    ];
+    const HEADER: &'static [&'static str] =
+        &["DST", "FLOW", "ACTION", "NEXT-NODE", "NEXT-HOP", "SRC", "ORIGIN", "GEN"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.dst.to_string(),
@@ -130,10 +122,7 @@ pub struct PeerRow {
 
 impl PeerRow {
     pub fn new(addr: std::net::IpAddr, v: &PeerValue) -> Self {
-        Self {
-            node: v.node_id,
-            addr: addr.to_string(),
-        }
+        Self { node: v.node_id, addr: addr.to_string() }
     }
 }
 
@@ -192,11 +181,7 @@ mod tests {
     fn table_aligns_and_right_aligns_numbers() {
         let t = table(
             &["NAME", "N"],
-            vec![
-                vec!["a".into(), "5".into()],
-                vec!["long".into(), "100".into()],
-            ]
-            .into_iter(),
+            vec![vec!["a".into(), "5".into()], vec!["long".into(), "100".into()]].into_iter(),
         );
         assert_eq!(t, "NAME    N\na       5\nlong  100\n");
     }

@@ -53,11 +53,7 @@ impl SlowPath {
         let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))
             .with_context(|| format!("cannot bind UDP port {port} for the slow path"))?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
-        Ok(Self {
-            sock,
-            node_id,
-            stats: SlowPathStats::default(),
-        })
+        Ok(Self { sock, node_id, stats: SlowPathStats::default() })
     }
 
     /// Handles packets until none arrives for 100 ms, so the caller can check for shutdown
@@ -127,10 +123,7 @@ impl SlowPath {
         let mut next_hdr = hdr;
         next_hdr.hop_limit -= 1;
         pkt[..HEADER_LEN].copy_from_slice(&next_hdr.to_bytes());
-        match self
-            .sock
-            .send_to(pkt, SocketAddr::from((mapped(next), route.next_port)))
-        {
+        match self.sock.send_to(pkt, SocketAddr::from((mapped(next), route.next_port))) {
             Ok(_) => self.stats.forwarded += 1,
             Err(e) => {
                 debug!("slow path send to {next}: {e}");

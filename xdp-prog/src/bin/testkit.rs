@@ -2,8 +2,10 @@
 //!
 //! - `testkit_mac_swap_tx`: the benchmark baseline, the least a forwarder can do (swap
 //!   Ethernet addresses, XDP_TX).
-//! - `testkit_tx`: XDP_TX unchanged; with `BPF_PROG_TEST_RUN` live frames it is the traffic
-//!   generator.
+//! - `testkit_gen`: the traffic generator (with `BPF_PROG_TEST_RUN` live frames): writes
+//!   the template headers over the frame, then XDP_TX. The kernel recycles frame pages
+//!   within one call without restoring their data, so without the rewrite a forwarder that
+//!   edits packets in place would be fed its own output.
 //! - `testkit_sink`: counts and drops; the receiving end of rate benchmarks.
 //! - `testkit_pass`: XDP_PASS; makes a veth accept XDP_REDIRECT/XDP_TX frames from its peer.
 #![no_std]
@@ -12,13 +14,21 @@
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::PerCpuArray,
+    maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
 
 /// Packets seen by `testkit_sink` (index 0). Written by the sink; read by the benchmark.
 #[map(name = "TESTKIT_SINK")]
 static SINK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bytes of headers the generator restores: Ethernet, IPv4, UDP and the relay header.
+const TEMPLATE_LEN: usize = 14 + 20 + 8 + 24;
+
+/// The generator's header template (index 0). Written by the benchmark; read by the
+/// generator per frame.
+#[map(name = "TESTKIT_TEMPLATE")]
+static TEMPLATE: Array<[u8; TEMPLATE_LEN]> = Array::with_max_entries(1, 0);
 
 #[xdp]
 pub fn testkit_mac_swap_tx(ctx: XdpContext) -> u32 {
@@ -37,7 +47,16 @@ pub fn testkit_mac_swap_tx(ctx: XdpContext) -> u32 {
 }
 
 #[xdp]
-pub fn testkit_tx(_ctx: XdpContext) -> u32 {
+pub fn testkit_gen(ctx: XdpContext) -> u32 {
+    let data = ctx.data();
+    if data + TEMPLATE_LEN > ctx.data_end() {
+        return xdp_action::XDP_DROP;
+    }
+    match TEMPLATE.get(0) {
+        // SAFETY: TEMPLATE_LEN bytes were bounds-checked above.
+        Some(t) => unsafe { *(data as *mut [u8; TEMPLATE_LEN]) = *t },
+        None => return xdp_action::XDP_DROP,
+    }
     xdp_action::XDP_TX
 }
 

@@ -88,11 +88,7 @@ fn real_main() -> Result<()> {
         netns::enter(ns)?;
     }
     match cli.cmd {
-        Cmd::Run {
-            config,
-            stats_interval,
-            keep_attached,
-        } => {
+        Cmd::Run { config, stats_interval, keep_attached } => {
             let cfg = Config::load(&config)?;
             if cfg.interfaces.is_empty() {
                 bail!(
@@ -104,34 +100,19 @@ fn real_main() -> Result<()> {
         }
         Cmd::Load { config, ifaces } => {
             let cfg = Config::load(&config)?;
-            let ifaces = if ifaces.is_empty() {
-                cfg.interfaces.clone()
-            } else {
-                ifaces
-            };
+            let ifaces = if ifaces.is_empty() { cfg.interfaces.clone() } else { ifaces };
             if ifaces.is_empty() {
-                bail!(
-                    "no interface: pass --iface or set `interfaces` in {}",
-                    config.display()
-                );
+                bail!("no interface: pass --iface or set `interfaces` in {}", config.display());
             }
             let mut relay = Relay::load(&cfg.pin_dir)?;
             control::apply_config(&mut relay.maps, &cfg)?;
             for i in &ifaces {
                 relay.attach(i)?;
             }
-            println!(
-                "attached to {}; pinned under {}",
-                ifaces.join(", "),
-                cfg.pin_dir.display()
-            );
+            println!("attached to {}; pinned under {}", ifaces.join(", "), cfg.pin_dir.display());
             Ok(())
         }
-        Cmd::Unload {
-            ifaces,
-            pin_dir,
-            config,
-        } => {
+        Cmd::Unload { ifaces, pin_dir, config } => {
             let pin_dir = match config {
                 Some(c) => Config::load(&c)?.pin_dir,
                 None => pin_dir,
@@ -162,11 +143,7 @@ fn run(cfg: &Config, stats_interval: u64, keep_attached: bool) -> Result<()> {
         Ok::<_, anyhow::Error>(())
     })();
     let result = attached.and_then(|()| {
-        info!(
-            "node {} relaying on {}",
-            cfg.node_id,
-            cfg.interfaces.join(", ")
-        );
+        info!("node {} relaying on {}", cfg.node_id, cfg.interfaces.join(", "));
         // Tests and the demo wait for this line on stdout.
         println!("ready");
         let mut last = Instant::now();
@@ -180,10 +157,7 @@ fn run(cfg: &Config, stats_interval: u64, keep_attached: bool) -> Result<()> {
         Ok(())
     });
     if keep_attached {
-        info!(
-            "leaving the relay attached (pins under {})",
-            cfg.pin_dir.display()
-        );
+        info!("leaving the relay attached (pins under {})", cfg.pin_dir.display());
     } else {
         for i in &cfg.interfaces {
             if let Err(e) = datapath::detach(&cfg.pin_dir, i) {

@@ -102,42 +102,22 @@ fn real_main() -> Result<()> {
             size,
             hop_limit,
         } => {
-            if size < HEADER_LEN || size > 65_000 {
+            if !(HEADER_LEN..=65_000).contains(&size) {
                 bail!(
                     "--size: {size} bytes; must be between {HEADER_LEN} (the relay header) and 65000"
                 );
             }
             let local = bind.unwrap_or_else(|| {
-                if to.is_ipv4() {
-                    "0.0.0.0:0".parse().unwrap()
-                } else {
-                    "[::]:0".parse().unwrap()
-                }
+                if to.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() }
             });
             let sock = UdpSocket::bind(local).with_context(|| format!("--bind {local}"))?;
-            let spec = SendSpec {
-                to,
-                src_node,
-                dst_node,
-                flow,
-                first_seq,
-                count,
-                rate,
-                size,
-                hop_limit,
-            };
+            let spec =
+                SendSpec { to, src_node, dst_node, flow, first_seq, count, rate, size, hop_limit };
             let sent = client::send(&sock, &spec)?;
             println!("sent {sent}");
             Ok(())
         }
-        Cmd::Recv {
-            bind,
-            count,
-            first_seq,
-            timeout,
-            idle,
-            json,
-        } => {
+        Cmd::Recv { bind, count, first_seq, timeout, idle, json } => {
             let sock = UdpSocket::bind(bind).with_context(|| format!("--bind {bind}"))?;
             // Tests and the demo start senders after this line.
             println!("listening {bind}");

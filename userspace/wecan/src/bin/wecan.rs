@@ -128,33 +128,21 @@ fn real_main() -> Result<()> {
     let mut maps = Maps::open_pinned(&pin_dir)?;
     match cli.cmd {
         Cmd::Routes(RoutesCmd::List) => {
-            let rows: Vec<RouteRow> = maps
-                .routes()?
-                .iter()
-                .map(|(s, v)| RouteRow::new(*s, v))
-                .collect();
+            let rows: Vec<RouteRow> =
+                maps.routes()?.iter().map(|(s, v)| RouteRow::new(*s, v)).collect();
             output::print(&rows, cli.json)
         }
         Cmd::Routes(RoutesCmd::Get { dst, flow }) => {
             let found = match flow {
                 Some(f) => maps.lookup(dst, f)?,
-                None => maps
-                    .route(RouteSel::Dst(dst))?
-                    .map(|v| (RouteSel::Dst(dst), v)),
+                None => maps.route(RouteSel::Dst(dst))?.map(|v| (RouteSel::Dst(dst), v)),
             };
             match found {
                 Some((sel, v)) => output::print(&[RouteRow::new(sel, &v)], cli.json),
                 None => bail!("no route for {}", describe(RouteSel::new(dst, flow))),
             }
         }
-        Cmd::Routes(RoutesCmd::Add {
-            dst,
-            via,
-            port,
-            next_node,
-            flow,
-            action,
-        }) => {
+        Cmd::Routes(RoutesCmd::Add { dst, via, port, next_node, flow, action }) => {
             if dst == 0 {
                 bail!("DST: node 0 is reserved");
             }
@@ -189,33 +177,21 @@ fn real_main() -> Result<()> {
             output::print(&[RouteRow::new(sel, &value)], cli.json)
         }
         Cmd::Routes(RoutesCmd::Del { dst, flow }) => maps.remove_route(RouteSel::new(dst, flow)),
-        Cmd::Peers {
-            cmd: None | Some(PeersCmd::List),
-        } => {
-            let rows: Vec<PeerRow> = maps
-                .peers()?
-                .iter()
-                .map(|(a, v)| PeerRow::new(*a, v))
-                .collect();
+        Cmd::Peers { cmd: None | Some(PeersCmd::List) } => {
+            let rows: Vec<PeerRow> =
+                maps.peers()?.iter().map(|(a, v)| PeerRow::new(*a, v)).collect();
             output::print(&rows, cli.json)
         }
-        Cmd::Peers {
-            cmd: Some(PeersCmd::Add { addr, node }),
-        } => {
+        Cmd::Peers { cmd: Some(PeersCmd::Add { addr, node }) } => {
             if node == 0 {
                 bail!("--node: node 0 is reserved");
             }
             maps.add_peer(addr, node)
         }
-        Cmd::Peers {
-            cmd: Some(PeersCmd::Del { addr }),
-        } => maps.remove_peer(addr),
+        Cmd::Peers { cmd: Some(PeersCmd::Del { addr }) } => maps.remove_peer(addr),
         Cmd::Stats => {
-            let rows: Vec<StatRow> = maps
-                .stats()?
-                .iter()
-                .map(|(s, c)| StatRow::new(*s, c))
-                .collect();
+            let rows: Vec<StatRow> =
+                maps.stats()?.iter().map(|(s, c)| StatRow::new(*s, c)).collect();
             output::print(&rows, cli.json)
         }
     }

@@ -1,0 +1,152 @@
+//! The demo network: a newcomer's first look at wecan.
+//!
+//! ```text
+//!   A ── R1 ── R2 ── R3 ── B        clients A (node 100), B (node 200); relays 1, 2, 3
+//!         └──────────┘               R1 ── R3: a direct link
+//! ```
+//!
+//! Agents attach the XDP relay in every relay namespace (IP forwarding off), A streams
+//! relay packets to B, and every second the demo prints what each relay's datapath did.
+//! Every 10 s it moves B's route on R1 between R2 and the direct link with the CLI.
+
+use std::{
+    net::UdpSocket,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use wecan::client::{SendSpec, fill_payload, send};
+use wecan_common::wire::{HEADER_LEN, RelayHeader};
+use wecan_tests::{net::in_netns, topology::Topology};
+
+use crate::stopped;
+
+const RATE: u32 = 20_000;
+const RELAYS: [&str; 3] = ["r1", "r2", "r3"];
+
+pub fn run(duration: Option<u64>) -> Result<()> {
+    println!("wecan demo: building the relay network in network namespaces…");
+    let mut t = Topology::new("demo")?;
+    for (name, id) in [("a", 100), ("r1", 1), ("r2", 2), ("r3", 3), ("b", 200)] {
+        t.node(name, id)?;
+    }
+    for (a, b) in [("a", "r1"), ("r1", "r2"), ("r2", "r3"), ("r3", "b"), ("r1", "r3")] {
+        t.link(a, b)?;
+    }
+    t.accept_xdp_frames("b")?;
+    t.start_relay("r1", &[], &[("b", "r2"), ("a", "a")])?;
+    t.start_relay("r2", &[], &[("b", "r3"), ("a", "r1")])?;
+    t.start_relay("r3", &[], &[("b", "b"), ("a", "r2")])?;
+    println!("{}", t.cli("r1", &["routes", "list"])?);
+
+    let delivered = Arc::new(AtomicU64::new(0));
+    let corrupt = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let rx_stop = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (ns, addr) = (t.ns("b").name.clone(), t.addr("b", "r3"));
+        let (delivered, corrupt, rx_stop) = (delivered.clone(), corrupt.clone(), rx_stop.clone());
+        let sock = in_netns(&ns, move || UdpSocket::bind((addr, 7300)))??;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !rx_stop.load(Ordering::Relaxed) {
+                let Ok(n) = sock.recv(&mut buf) else { continue };
+                let ok = RelayHeader::decode(&buf[..n]).is_ok_and(|(h, payload)| {
+                    let mut expect = vec![0u8; payload.len()];
+                    fill_payload(h.flow_id(), h.seq(), &mut expect);
+                    expect == payload
+                });
+                if ok { &delivered } else { &corrupt }.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let sender = {
+        let (ns, to) = (t.ns("a").name.clone(), t.addr("r1", "a"));
+        let sent = sent.clone();
+        let sock = in_netns(&ns, || UdpSocket::bind(("0.0.0.0", 0)))??;
+        thread::spawn(move || -> Result<()> {
+            let mut seq = 0u32;
+            while !stopped() {
+                let spec = SendSpec {
+                    to: (to, 7300).into(),
+                    src_node: 100,
+                    dst_node: 200,
+                    flow: 1,
+                    first_seq: seq,
+                    count: RATE / 100,
+                    rate: RATE,
+                    size: HEADER_LEN + 100,
+                    hop_limit: 16,
+                };
+                sent.fetch_add(send(&sock, &spec)?, Ordering::Relaxed);
+                seq = seq.wrapping_add(spec.count);
+            }
+            Ok(())
+        })
+    };
+
+    println!(
+        "A → B at {RATE} packets/s through the XDP relays. {}\n",
+        match duration {
+            Some(d) => format!("Running for {d} s."),
+            None => "Ctrl-C to stop.".into(),
+        }
+    );
+    let start = Instant::now();
+    let mut last: Vec<u64> = vec![0; RELAYS.len()];
+    let mut via_direct = false;
+    let mut tick = 0u64;
+    while !stopped() && duration.is_none_or(|d| start.elapsed() < Duration::from_secs(d)) {
+        thread::sleep(Duration::from_secs(1));
+        tick += 1;
+        if tick.is_multiple_of(10) {
+            via_direct = !via_direct;
+            let (via, path) = if via_direct {
+                (t.addr("r3", "r1"), "r1 → r3 (direct link)")
+            } else {
+                (t.addr("r2", "r1"), "r1 → r2 → r3")
+            };
+            t.cli("r1", &["routes", "add", "200", "--via", &via.to_string()])?;
+            println!(
+                "  t={tick}s  wecan routes add 200 --via {via}   # B's traffic now takes {path}"
+            );
+        }
+        print!(
+            "t={tick:>3}s  sent {:>8}  delivered {:>8}  corrupt {}  |",
+            sent.load(Ordering::Relaxed),
+            delivered.load(Ordering::Relaxed),
+            corrupt.load(Ordering::Relaxed)
+        );
+        for (i, r) in RELAYS.iter().enumerate() {
+            let s = t.stats(r)?;
+            let fwd = s["tx"] + s["redirect"];
+            let slow = s["no_neighbour"] + s["slow_path"] + s["fib_pass"];
+            let drops: u64 = s.iter().filter(|(k, _)| k.starts_with("drop_")).map(|(_, v)| v).sum();
+            print!("  {r}: {:>6} pkt/s xdp, {slow} slow, {drops} drop", fwd - last[i]);
+            last[i] = fwd;
+        }
+        println!();
+    }
+    crate::STOP.store(true, Ordering::Relaxed);
+    sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    // Let packets in flight land before the final numbers.
+    thread::sleep(Duration::from_millis(300));
+    rx_stop.store(true, Ordering::Relaxed);
+    receiver.join().map_err(|_| anyhow::anyhow!("receiver panicked"))?;
+    println!("\nfinal counters of r1 (`wecan stats`):\n{}", t.cli("r1", &["stats"])?);
+    let (s, d) = (sent.load(Ordering::Relaxed), delivered.load(Ordering::Relaxed));
+    println!(
+        "A → B: sent {s}, delivered {d} ({:.3} %), corrupt {}",
+        100.0 * d as f64 / s.max(1) as f64,
+        corrupt.load(Ordering::Relaxed)
+    );
+    println!("removing the demo network…");
+    drop(t);
+    Ok(())
+}

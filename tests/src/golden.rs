@@ -1,0 +1,235 @@
+//! A relay program loaded in its own network namespace, where the FIB has real routes and
+//! static neighbours, so `bpf_fib_lookup` resolves egress exactly as on a relay; packets
+//! are run through it with BPF_PROG_TEST_RUN. Used by the golden-packet tests and the
+//! per-packet cost benchmark.
+//!
+//! ```text
+//!   in0  10.1.0.1/24 fd01::1/64   neighbours .2 (peer), .3 (next hop on the same link)
+//!   out0 10.2.0.1/24 fd02::1/64   neighbour  .2 (next hop on another link)
+//! ```
+
+use std::{
+    net::IpAddr,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::programs::{TestRun, TestRunOptions};
+use etherparse::PacketBuilder;
+use wecan::{
+    control,
+    datapath::{Relay, RouteSel},
+};
+use wecan_common::{
+    maps::{RelayConfig, RouteAction, RouteOrigin, RouteValue},
+    stats::Stat,
+    wire::{PacketKind, RelayHeader},
+};
+
+use crate::net::{Netns, veth};
+
+pub const PORT: u16 = 7300;
+pub const ME: u32 = 1;
+pub const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+pub const SAME_LINK_MAC: [u8; 6] = [2, 0, 0, 0, 1, 3];
+pub const OTHER_LINK_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
+
+// Destination nodes and what their routes do.
+pub const TX_V4: u32 = 10; // via 10.1.0.3: same interface → XDP_TX
+pub const REDIRECT_V4: u32 = 20; // via 10.2.0.2: other interface → XDP_REDIRECT
+pub const TX_V6: u32 = 16;
+pub const REDIRECT_V6: u32 = 26;
+pub const SLOW: u32 = 30;
+pub const NO_NEIGH: u32 = 40; // via 10.1.0.9, no neighbour entry
+pub const UNREACHABLE: u32 = 50; // via 10.9.0.5, an unreachable route
+pub const FAMILY_MISMATCH: u32 = 60; // IPv6 next hop for an IPv4 packet
+pub const UNKNOWN: u32 = 77;
+pub const OVERRIDE_FLOW: u32 = 99; // (REDIRECT_V4, 99) is overridden to go via 10.1.0.3
+
+pub struct Fixture {
+    pub relay: Relay,
+    pub in_if: u32,
+    pub in_mac: [u8; 6],
+    pub out_mac: [u8; 6],
+    pin_dir: std::path::PathBuf,
+    _ns: Netns,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Ok(files) = std::fs::read_dir(&self.pin_dir) {
+            for f in files.flatten() {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.pin_dir);
+    }
+}
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+impl Fixture {
+    /// Builds the namespace and loads the relay; the calling thread enters the namespace.
+    pub fn new() -> anyhow::Result<Self> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("dp{}-{n}", std::process::id() % 100_000);
+        let ns = Netns::new(&tag)?;
+        veth(&ns, "in0", &ns, "in0p")?;
+        veth(&ns, "out0", &ns, "out0p")?;
+        for cmd in [
+            "addr add 10.1.0.1/24 dev in0",
+            "addr add fd01::1/64 dev in0 nodad",
+            "addr add 10.2.0.1/24 dev out0",
+            "addr add fd02::1/64 dev out0 nodad",
+            "neigh add 10.1.0.2 lladdr 02:00:00:00:01:02 dev in0 nud permanent",
+            "neigh add 10.1.0.3 lladdr 02:00:00:00:01:03 dev in0 nud permanent",
+            "neigh add fd01::3 lladdr 02:00:00:00:01:03 dev in0 nud permanent",
+            "neigh add 10.2.0.2 lladdr 02:00:00:00:02:02 dev out0 nud permanent",
+            "neigh add fd02::2 lladdr 02:00:00:00:02:02 dev out0 nud permanent",
+            "route add unreachable 10.9.0.0/24",
+        ] {
+            ns.ip(&cmd.split(' ').collect::<Vec<_>>())?;
+        }
+        ns.enter()?;
+        let pin_dir = std::path::PathBuf::from(format!("/sys/fs/bpf/wecan-{tag}"));
+        let mut relay = Relay::load(&pin_dir)?;
+        let m = &mut relay.maps;
+        m.add_peer(ip("10.1.0.2"), 2)?;
+        m.add_peer(ip("fd01::2"), 2)?;
+        let fwd =
+            |a: RouteAction, via: &str| control::route_to(a, ip(via), PORT, 9, RouteOrigin::Cli);
+        let routes = [
+            (RouteSel::Dst(ME), RouteValue::local(RouteOrigin::Static)),
+            (RouteSel::Dst(TX_V4), fwd(RouteAction::Forward, "10.1.0.3")?),
+            (RouteSel::Dst(REDIRECT_V4), fwd(RouteAction::Forward, "10.2.0.2")?),
+            (
+                RouteSel::Flow { dst: REDIRECT_V4, flow: OVERRIDE_FLOW },
+                fwd(RouteAction::Forward, "10.1.0.3")?,
+            ),
+            (RouteSel::Dst(TX_V6), fwd(RouteAction::Forward, "fd01::3")?),
+            (RouteSel::Dst(REDIRECT_V6), fwd(RouteAction::Forward, "fd02::2")?),
+            (RouteSel::Dst(SLOW), fwd(RouteAction::SlowPath, "10.2.0.2")?),
+            (RouteSel::Dst(NO_NEIGH), fwd(RouteAction::Forward, "10.1.0.9")?),
+            (RouteSel::Dst(FAMILY_MISMATCH), fwd(RouteAction::Forward, "fd02::2")?),
+        ];
+        for (sel, v) in routes {
+            m.set_route(sel, v)?;
+        }
+        // The kernel will not resolve a source toward an unreachable route: write it by hand.
+        let mut unreachable = fwd(RouteAction::Forward, "10.2.0.2")?;
+        unreachable.next_addr[..4].copy_from_slice(&[10, 9, 0, 5]);
+        m.set_route(RouteSel::Dst(UNREACHABLE), unreachable)?;
+        let out_if = ns.ifindex("out0")?;
+        m.add_tx_port(out_if)?;
+        control::enable_fib_lookups()?;
+        m.set_config(RelayConfig { node_id: ME, port: PORT, enabled: 1, _pad: 0 })?;
+        Ok(Self {
+            in_if: ns.ifindex("in0")?,
+            in_mac: ns.mac("in0")?,
+            out_mac: ns.mac("out0")?,
+            relay,
+            pin_dir,
+            _ns: ns,
+        })
+    }
+
+    /// Runs one packet through the program as if received on in0; returns the verdict and
+    /// the packet as the program left it.
+    pub fn run(&mut self, pkt: &[u8]) -> (u32, Vec<u8>) {
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(pkt.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&self.in_if.to_ne_bytes());
+        let mut out = vec![0u8; pkt.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(pkt);
+        opts.data_out = Some(&mut out);
+        opts.ctx_in = Some(&ctx);
+        let res = self.relay.program().unwrap().test_run(opts).unwrap();
+        out.truncate(res.data_size_out as usize);
+        (res.return_value, out)
+    }
+
+    pub fn counter(&self, s: Stat) -> u64 {
+        self.relay.maps.stats().unwrap()[s as usize].1.packets
+    }
+
+    /// Runs `pkt`, asserts the verdict and that exactly the counter of `outcome` moved.
+    pub fn expect(&mut self, pkt: &[u8], verdict: u32, outcome: Stat) -> Vec<u8> {
+        let before: Vec<u64> = Stat::ALL.iter().map(|&s| self.counter(s)).collect();
+        let (v, out) = self.run(pkt);
+        assert_eq!(v, verdict, "verdict for outcome {}", outcome.name());
+        for (i, &s) in Stat::ALL.iter().enumerate() {
+            let moved = self.counter(s) - before[i];
+            assert_eq!(
+                moved,
+                u64::from(s == outcome),
+                "counter {} (expected {} to move)",
+                s.name(),
+                outcome.name()
+            );
+        }
+        out
+    }
+}
+
+pub fn relay_payload(dst: u32, flow: u32, hop_limit: u8) -> Vec<u8> {
+    let mut h = RelayHeader::new(PacketKind::Data, 2, dst, flow, 42);
+    h.hop_limit = hop_limit;
+    let mut p = h.to_bytes().to_vec();
+    p.extend_from_slice(b"relayed payload, 32 bytes long..");
+    p
+}
+
+/// An Ethernet/IPv4/UDP frame built (with checksums) by etherparse.
+pub fn v4(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    ttl: u8,
+    ports: (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv4(src, dst, ttl)
+        .udp(ports.0, ports.1)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+pub fn v6(
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: &str,
+    dst: &str,
+    hops: u8,
+    ports: (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let (s, d): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        (src.parse().unwrap(), dst.parse().unwrap());
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(smac, dmac)
+        .ipv6(s.octets(), d.octets(), hops)
+        .udp(ports.0, ports.1)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// A relay packet from the peer 10.1.0.2 to us.
+pub fn from_peer(f: &Fixture, dst: u32, flow: u32, hop_limit: u8) -> Vec<u8> {
+    v4(
+        PEER_MAC,
+        f.in_mac,
+        [10, 1, 0, 2],
+        [10, 1, 0, 1],
+        20,
+        (40000, PORT),
+        &relay_payload(dst, flow, hop_limit),
+    )
+}
