@@ -20,7 +20,7 @@ use wecan::{
     datapath::{Relay, RouteSel},
 };
 use wecan_common::{
-    maps::{RelayConfig, RouteAction, RouteOrigin, RouteValue},
+    maps::{RelayConfig, RouteAction, RouteOrigin, RouteValue, config_flags::PROBE_REPLY_IN_XDP},
     stats::Stat,
     wire::{PacketKind, RelayHeader},
 };
@@ -124,7 +124,12 @@ impl Fixture {
         let out_if = ns.ifindex("out0")?;
         m.add_tx_port(out_if)?;
         control::enable_fib_lookups()?;
-        m.set_config(RelayConfig { node_id: ME, port: PORT, enabled: 1, _pad: 0 })?;
+        m.set_config(RelayConfig {
+            node_id: ME,
+            port: PORT,
+            enabled: 1,
+            flags: PROBE_REPLY_IN_XDP,
+        })?;
         Ok(Self {
             in_if: ns.ifindex("in0")?,
             in_mac: ns.mac("in0")?,

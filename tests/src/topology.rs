@@ -22,6 +22,8 @@ struct Node {
     name: String,
     id: u32,
     ns: Netns,
+    /// An end point (runs no agent): never probed, never transit.
+    client: bool,
 }
 
 struct Link {
@@ -39,6 +41,8 @@ pub struct Topology {
     agents: Vec<(String, Proc)>,
     /// XDP_PASS programs on client interfaces (detached on drop).
     pass_progs: Vec<Ebpf>,
+    /// Extra top-level config lines per relay.
+    extra: BTreeMap<String, String>,
     config_dir: PathBuf,
 }
 
@@ -59,14 +63,24 @@ impl Topology {
             links: Vec::new(),
             agents: Vec::new(),
             pass_progs: Vec::new(),
+            extra: BTreeMap::new(),
             config_dir,
         })
     }
 
-    /// Adds a node (relay or client) with its own namespace.
+    /// Adds a relay node with its own namespace.
     pub fn node(&mut self, name: &str, id: u32) -> Result<()> {
+        self.add(name, id, false)
+    }
+
+    /// Adds a client node (an end point) with its own namespace.
+    pub fn client_node(&mut self, name: &str, id: u32) -> Result<()> {
+        self.add(name, id, true)
+    }
+
+    fn add(&mut self, name: &str, id: u32, client: bool) -> Result<()> {
         let ns = Netns::new(&format!("{}-{name}", self.tag))?;
-        self.nodes.push(Node { name: name.into(), id, ns });
+        self.nodes.push(Node { name: name.into(), id, ns, client });
         Ok(())
     }
 
@@ -130,19 +144,21 @@ impl Topology {
     /// peer; `routes` maps destination node names to next-hop node names.
     pub fn config(&self, relay: &str, strangers: &[&str], routes: &[(&str, &str)]) -> String {
         let mut c = format!(
-            "node_id = {}\nport = {DEFAULT_PORT}\npin_dir = \"{}\"\ninterfaces = [{}]\n",
+            "node_id = {}\nport = {DEFAULT_PORT}\npin_dir = \"{}\"\ninterfaces = [{}]\n{}",
             self.id(relay),
             self.pin_dir(relay).display(),
             self.neighbours(relay)
                 .iter()
                 .map(|n| format!("\"{}\"", iface(n)))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            self.extra.get(relay).map_or("", String::as_str),
         );
         for n in self.neighbours(relay) {
             if !strangers.contains(&n.as_str()) {
+                let kind = if self.find(&n).is_ok_and(|n| n.client) { "client" } else { "relay" };
                 c += &format!(
-                    "\n[[peers]]\nnode_id = {}\naddr = \"{}\"\n",
+                    "\n[[peers]]\nnode_id = {}\naddr = \"{}\"\nkind = \"{kind}\"\n",
                     self.id(&n),
                     self.addr(&n, relay)
                 );
@@ -152,6 +168,11 @@ impl Topology {
             c += &format!("\n[[routes]]\ndst = {}\nvia = {}\n", self.id(dst), self.id(via));
         }
         c
+    }
+
+    /// Adds top-level config lines (e.g. `probe_reply = "agent"`) for `relay`.
+    pub fn set_extra(&mut self, relay: &str, toml: &str) {
+        self.extra.insert(relay.into(), toml.into());
     }
 
     /// Writes the config and starts `wecan-agent run` for `relay`; returns once it is ready.

@@ -67,7 +67,7 @@ fn xtask_load_attaches_forwards_and_unload_cleans_up() {
     }
     let mut t = Topology::new("lu").unwrap();
     t.node("r", 1).unwrap();
-    t.node("p", 100).unwrap();
+    t.client_node("p", 100).unwrap();
     t.link("p", "r").unwrap();
     t.accept_xdp_frames("p").unwrap();
     // Packets for node 100 go back out of the interface they came in on (XDP_TX).

@@ -38,8 +38,11 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
         return;
     }
     let mut t = Topology::new("ch").unwrap();
-    for (name, id) in [("a", 100), ("r1", 1), ("r2", 2), ("r3", 3), ("b", 200), ("x", 66)] {
+    for (name, id) in [("r1", 1), ("r2", 2), ("r3", 3)] {
         t.node(name, id).unwrap();
+    }
+    for (name, id) in [("a", 100), ("b", 200), ("x", 66)] {
+        t.client_node(name, id).unwrap();
     }
     for (a, b) in [("a", "r1"), ("r1", "r2"), ("r2", "r3"), ("r3", "b"), ("r1", "r3"), ("x", "r1")]
     {

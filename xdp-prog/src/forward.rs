@@ -8,7 +8,7 @@ use aya_ebpf::{
     bindings::{
         BPF_FIB_LKUP_RET_BLACKHOLE, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
-        bpf_fib_lookup as FibParams,
+        BPF_FIB_LOOKUP_DIRECT, bpf_fib_lookup as FibParams,
     },
     helpers::bpf_fib_lookup,
     programs::XdpContext,
@@ -55,8 +55,10 @@ pub fn resolve(ctx: &XdpContext, route: &RouteValue, ip_len: u16) -> Result<Egre
         p.__bindgen_anon_3.ipv6_src = words(&route.src_addr);
         p.__bindgen_anon_4.ipv6_dst = words(&route.next_addr);
     }
+    // DIRECT: the main table, skipping policy-routing rules (xdp-forward's fast mode).
+    let (len, flags) = (size_of::<FibParams>() as i32, BPF_FIB_LOOKUP_DIRECT);
     // SAFETY: valid context and a params struct of the size we pass.
-    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size_of::<FibParams>() as i32, 0) };
+    let rc = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, len, flags) };
     match rc as u32 {
         BPF_FIB_LKUP_RET_SUCCESS => Ok(Egress { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac }),
         BPF_FIB_LKUP_RET_NO_NEIGH => Err(Stat::NoNeighbour),

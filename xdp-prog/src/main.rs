@@ -1,6 +1,7 @@
 //! wecan relay datapath. Reads top to bottom:
 //!
-//! parse → validate header → admit sender → route → resolve egress (FIB) → rewrite → emit
+//! parse → admit sender → validate header → (answer probe) → route → resolve egress (FIB)
+//! → rewrite → emit
 //!
 //! Every step returns `Result<_, Stat>`; the final `Stat` is counted and decides the XDP
 //! verdict, in one place ([`wecan_relay`]).
@@ -10,6 +11,7 @@
 mod forward;
 mod maps;
 mod parse;
+mod probe;
 mod rewrite;
 mod route;
 mod stats;
@@ -17,8 +19,9 @@ mod stats;
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 use wecan_common::{
-    maps::{FAMILY_V4, FAMILY_V6, RouteAction},
+    maps::{FAMILY_V4, FAMILY_V6, RouteAction, config_flags::PROBE_REPLY_IN_XDP},
     stats::Stat,
+    wire::PacketKind,
 };
 
 use crate::{maps::CONFIG, parse::Ip};
@@ -41,6 +44,13 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
     let pkt = parse::packet(ctx, cfg.port)?;
     route::admit(&pkt.ip)?;
     let hdr = parse::relay_header(&pkt)?;
+    if hdr.kind == PacketKind::Probe as u8
+        && hdr.dst_node() == cfg.node_id
+        && cfg.flags & PROBE_REPLY_IN_XDP != 0
+    {
+        probe::reply(&pkt);
+        return Ok(Stat::ProbeReply);
+    }
     let route = route::lookup(hdr)?;
 
     match RouteAction::from_u8(route.action) {

@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use wecan_common::{
     maps::{
-        FlowKey, MAX_FLOW_ROUTES, MAX_PEERS, MAX_ROUTES, MAX_TX_PORTS, PeerValue, RelayConfig,
-        RouteKey, RouteValue,
+        FlowKey, LinkValue, MAX_FLOW_ROUTES, MAX_LINKS, MAX_PEERS, MAX_ROUTES, MAX_TX_PORTS,
+        PeerValue, RelayConfig, RouteKey, RouteValue,
     },
     stats::{Counter, Stat},
 };
@@ -45,3 +45,9 @@ pub static TX_PORTS: DevMapHash = DevMapHash::pinned(MAX_TX_PORTS, 0);
 /// summed by the CLI and agent.
 #[map(name = "WECAN_STATS")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(Stat::COUNT, 0);
+
+/// Probe statistics per peer node. Written by the agent's prober; read by the CLI
+/// (`wecan links`). The datapath does not read it: it lives here so that every pinned map
+/// of a relay is declared in one place.
+#[map(name = "WECAN_LINKS")]
+pub static LINKS: HashMap<u32, LinkValue> = HashMap::pinned(MAX_LINKS, 0);

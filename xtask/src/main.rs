@@ -174,5 +174,40 @@ fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--release", "--all-targets", "--", "-D", "warnings"]))?;
     build()?;
-    run(cargo().args(["test", "--release"]))
+    // cargo prints one result line per test binary; add them up into one closing line.
+    let mut child = cargo()
+        .args(["test", "--release", "--no-fail-fast"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in
+        std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("piped")))
+    {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("wecan: {passed} passed, {failed} failed");
+    if !status.success() || failed > 0 {
+        bail!("tests failed");
+    }
+    Ok(())
+}
+
+/// The number before `label` in a cargo test result line ("ok. 6 passed; 0 failed; …").
+fn count(line: &str, label: &str) -> u64 {
+    line.split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label)
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -13,8 +13,10 @@ pub mod names {
     pub const FLOW_ROUTES: &str = "WECAN_FLOW_ROUTES";
     pub const TX_PORTS: &str = "WECAN_TX_PORTS";
     pub const STATS: &str = "WECAN_STATS";
+    pub const LINKS: &str = "WECAN_LINKS";
     /// Every pinned map, for cleanup.
-    pub const ALL: [&str; 7] = [CONFIG, PEERS_V4, PEERS_V6, ROUTES, FLOW_ROUTES, TX_PORTS, STATS];
+    pub const ALL: [&str; 8] =
+        [CONFIG, PEERS_V4, PEERS_V6, ROUTES, FLOW_ROUTES, TX_PORTS, STATS, LINKS];
 }
 
 /// Name of the relay XDP program inside the object file.
@@ -30,6 +32,8 @@ pub const MAX_ROUTES: u32 = 65_536;
 pub const MAX_FLOW_ROUTES: u32 = 65_536;
 /// Capacity of each peer allowlist.
 pub const MAX_PEERS: u32 = 4_096;
+/// Capacity of the link table.
+pub const MAX_LINKS: u32 = 4_096;
 /// Capacity of the egress-port devmap.
 pub const MAX_TX_PORTS: u32 = 64;
 
@@ -42,7 +46,15 @@ pub struct RelayConfig {
     pub port: u16,
     /// 1 once userspace has written the config; the program passes everything before that.
     pub enabled: u8,
-    pub _pad: u8,
+    /// [`config_flags`] bits.
+    pub flags: u8,
+}
+
+/// Bits of [`RelayConfig::flags`].
+pub mod config_flags {
+    /// Answer probes addressed to this relay in XDP (XDP_TX), so measured RTT is not
+    /// inflated by userspace scheduling. Without it the agent answers them.
+    pub const PROBE_REPLY_IN_XDP: u8 = 0x01;
 }
 
 /// Value of the peer allowlists (keyed by the peer's IPv4 / IPv6 address): only packets
@@ -176,6 +188,25 @@ impl RouteValue {
     }
 }
 
+/// Value of `LINKS` (keyed by peer node ID): the agent's probe statistics of one link.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkValue {
+    /// Mean RTT over the probe window (ns).
+    pub rtt_ns: u64,
+    /// Smoothed RTT variation (ns).
+    pub jitter_ns: u64,
+    /// CLOCK_MONOTONIC time of the last reply (ns); 0 if none yet.
+    pub last_reply_ns: u64,
+    pub sent: u64,
+    pub received: u64,
+    /// Lost fraction of the decided probes in the window, in parts per million.
+    pub loss_ppm: u32,
+    /// 1 if the link is up.
+    pub up: u8,
+    pub _pad: [u8; 3],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -186,6 +217,7 @@ mod pod {
     unsafe impl aya::Pod for RouteKey {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for RouteValue {}
+    unsafe impl aya::Pod for LinkValue {}
     unsafe impl aya::Pod for crate::stats::Counter {}
 }
 
@@ -201,6 +233,7 @@ mod tests {
         assert_eq!(size_of::<RouteKey>(), 4);
         assert_eq!(size_of::<FlowKey>(), 8);
         assert_eq!(size_of::<RouteValue>(), 48);
+        assert_eq!(size_of::<LinkValue>(), 48);
         assert_eq!(offset_of!(RouteValue, next_port), 4);
         assert_eq!(offset_of!(RouteValue, next_node), 8);
         assert_eq!(offset_of!(RouteValue, next_addr), 16);

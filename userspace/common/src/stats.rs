@@ -73,55 +73,57 @@ stats! {
     Tx = 0, "tx", Forward;
     /// Forwarded out of another interface (XDP_REDIRECT via the devmap).
     Redirect = 1, "redirect", Forward;
+    /// A probe for this relay, answered in XDP (XDP_TX).
+    ProbeReply = 2, "probe_reply", Forward;
     /// Addressed to this node: delivered to the local stack.
-    Local = 2, "local", Pass;
+    Local = 3, "local", Pass;
     /// Route says slow path: handed to the agent.
-    SlowPath = 3, "slow_path", Pass;
+    SlowPath = 4, "slow_path", Pass;
     /// FIB has no neighbour entry for the next hop: the agent forwards it through the
     /// kernel stack, which resolves the neighbour for the packets after it.
-    NoNeighbour = 4, "no_neighbour", Pass;
+    NoNeighbour = 5, "no_neighbour", Pass;
     /// FIB lookup could not finish in XDP for another reason (no route, a route XDP cannot
     /// use): the agent forwards it through the kernel stack, which decides.
-    FibPass = 5, "fib_pass", Pass;
+    FibPass = 6, "fib_pass", Pass;
     /// Not a relay packet (not IP, not UDP, or not to the relay port): left to the kernel.
-    NotRelay = 6, "not_relay", Pass;
+    NotRelay = 7, "not_relay", Pass;
     /// IPv4 fragment: left to the kernel to reassemble for the agent.
-    Fragment = 7, "fragment", Pass;
+    Fragment = 8, "fragment", Pass;
     /// IPv4 header with options: left to the kernel for the agent.
-    IpOptions = 8, "ip_options", Pass;
+    IpOptions = 9, "ip_options", Pass;
     /// The agent has not configured the relay yet.
-    NotConfigured = 9, "not_configured", Pass;
+    NotConfigured = 10, "not_configured", Pass;
     /// A header ends beyond the packet (at any layer).
-    DropTruncated = 10, "drop_truncated", Drop;
+    DropTruncated = 11, "drop_truncated", Drop;
     /// IP header fields are inconsistent (IHL, lengths).
-    DropMalformed = 11, "drop_malformed", Drop;
+    DropMalformed = 12, "drop_malformed", Drop;
     /// Relay-port packet without the wecan magic.
-    DropBadMagic = 12, "drop_bad_magic", Drop;
+    DropBadMagic = 13, "drop_bad_magic", Drop;
     /// Unsupported header version.
-    DropBadVersion = 13, "drop_bad_version", Drop;
+    DropBadVersion = 14, "drop_bad_version", Drop;
     /// Unknown packet kind or non-zero reserved bytes.
-    DropBadHeader = 14, "drop_bad_header", Drop;
+    DropBadHeader = 15, "drop_bad_header", Drop;
     /// Outer source is not a configured peer.
-    DropUnknownPeer = 15, "drop_unknown_peer", Drop;
+    DropUnknownPeer = 16, "drop_unknown_peer", Drop;
     /// Hop limit exhausted on a packet that needs forwarding.
-    DropHopLimit = 16, "drop_hop_limit", Drop;
+    DropHopLimit = 17, "drop_hop_limit", Drop;
     /// No route for the destination node.
-    DropNoRoute = 17, "drop_no_route", Drop;
+    DropNoRoute = 18, "drop_no_route", Drop;
     /// The route is invalid (unknown action, or next hop of the other address family).
-    DropBadRoute = 18, "drop_bad_route", Drop;
+    DropBadRoute = 19, "drop_bad_route", Drop;
     /// FIB lookup says the next hop is unreachable, blackholed or prohibited.
-    DropUnreachable = 19, "drop_unreachable", Drop;
+    DropUnreachable = 20, "drop_unreachable", Drop;
     /// Egress interface has no entry in the TX port devmap.
-    DropNoTxPort = 20, "drop_no_tx_port", Drop;
+    DropNoTxPort = 21, "drop_no_tx_port", Drop;
     /// The egress MTU is too small for the packet.
-    DropMtu = 21, "drop_mtu", Drop;
+    DropMtu = 22, "drop_mtu", Drop;
 }
 
 impl Stat {
     /// The XDP verdict for outcomes that are not forwards (forwards pick TX or REDIRECT).
     pub const fn verdict(self) -> u32 {
         match self {
-            Stat::Tx => xdp::TX,
+            Stat::Tx | Stat::ProbeReply => xdp::TX,
             Stat::Redirect => xdp::REDIRECT,
             _ => match self.class() {
                 Class::Pass => xdp::PASS,

@@ -34,6 +34,11 @@
 //!   are all nodes). Relays route on the destination node.
 //! - **flow ID**: chosen by the source; lets a route be overridden per flow.
 //! - **sequence number**: per flow, chosen by the source; relays do not look at it.
+//!
+//! A **probe** is sent by a relay's agent to a peer, with the peer as destination node; its
+//! payload is the sender's 8-byte timestamp ([`ProbeBody`]). The peer turns it around as a
+//! **probe reply** (kind changed, source/destination swapped at every layer, payload
+//! echoed), in XDP unless configured otherwise, so the sender measures the link's RTT.
 
 /// First two bytes of every relay header.
 pub const MAGIC: [u8; 2] = *b"WC";
@@ -94,6 +99,26 @@ impl PacketKind {
             Self::FecParity => "fec-parity",
             Self::Control => "control",
         }
+    }
+}
+
+/// Payload of probes and probe replies: the prober's send time (ns, its own monotonic
+/// clock), echoed unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeBody {
+    pub sent_ns: u64,
+}
+
+impl ProbeBody {
+    pub const LEN: usize = 8;
+
+    pub fn to_bytes(self) -> [u8; Self::LEN] {
+        self.sent_ns.to_be_bytes()
+    }
+
+    pub fn decode(payload: &[u8]) -> Option<Self> {
+        let b: [u8; Self::LEN] = payload.get(..Self::LEN)?.try_into().ok()?;
+        Some(Self { sent_ns: u64::from_be_bytes(b) })
     }
 }
 
@@ -286,6 +311,13 @@ mod tests {
         let mut bad = good;
         bad[7] = 1;
         assert_eq!(RelayHeader::decode(&bad).unwrap_err(), WireError::BadReserved);
+    }
+
+    #[test]
+    fn probe_body_roundtrips() {
+        let b = ProbeBody { sent_ns: 0x0102_0304_0506_0708 };
+        assert_eq!(ProbeBody::decode(&b.to_bytes()), Some(b));
+        assert_eq!(ProbeBody::decode(&[1, 2, 3]), None);
     }
 
     #[test]

@@ -11,6 +11,8 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use wecan_common::{maps::RouteAction, wire::DEFAULT_PORT};
 
+use crate::probe::ProbeSettings;
+
 /// Default bpffs directory for pins; one directory per relay instance.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wecan";
 
@@ -34,6 +36,32 @@ pub struct Config {
     /// Static routes.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Link probing of relay peers.
+    #[serde(default)]
+    pub probes: ProbeSettings,
+    /// Who answers probes addressed to this relay.
+    #[serde(default)]
+    pub probe_reply: ProbeReply,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeReply {
+    /// The XDP program (XDP_TX): RTT without this relay's userspace scheduling.
+    #[default]
+    Xdp,
+    /// The agent, over its socket (for comparison, or where XDP cannot transmit).
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerKind {
+    /// Another relay: probed, and a possible next hop toward other nodes.
+    #[default]
+    Relay,
+    /// A client attached to this relay: an end point, never probed or used as transit.
+    Client,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,6 +71,8 @@ pub struct PeerConfig {
     pub addr: IpAddr,
     /// The peer's UDP port; defaults to this relay's `port`.
     pub port: Option<u16>,
+    #[serde(default)]
+    pub kind: PeerKind,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +163,10 @@ impl Config {
                 bail!("peers[{i}].port: 0 is not a usable UDP port");
             }
         }
+        let p = &self.probes;
+        if p.interval_ms == 0 || p.window == 0 || p.dead_after == 0 || p.timeout_ms == 0 {
+            bail!("probes: interval_ms, window, dead_after and timeout_ms must all be at least 1");
+        }
         let mut keys = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             if r.dst == 0 {
@@ -170,6 +204,11 @@ impl Config {
         self.peers.iter().find(|p| p.node_id == node_id)
     }
 
+    /// Relay peers (probed; possible transit next hops).
+    pub fn relay_peers(&self) -> impl Iterator<Item = &PeerConfig> {
+        self.peers.iter().filter(|p| p.kind == PeerKind::Relay)
+    }
+
     /// UDP port of a peer.
     pub fn peer_port(&self, peer: &PeerConfig) -> u16 {
         peer.port.unwrap_or(self.port)
@@ -190,6 +229,7 @@ mod tests {
         node_id = 3
         addr = "fd00::3"
         port = 9000
+        kind = "client"
         [[routes]]
         dst = 3
         via = 3
@@ -207,6 +247,15 @@ mod tests {
         assert_eq!(c.pin_dir, Path::new(DEFAULT_PIN_DIR));
         assert_eq!(c.peer_port(c.peer(3).unwrap()), 9000);
         assert_eq!(c.routes[1].action, ActionConfig::SlowPath);
+        assert_eq!(c.relay_peers().map(|p| p.node_id).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(c.probes, ProbeSettings::default());
+        assert_eq!(c.probe_reply, ProbeReply::Xdp);
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/relay.example.toml");
+        Config::load(&path).unwrap();
     }
 
     fn err(text: &str) -> String {
@@ -228,5 +277,7 @@ mod tests {
         assert!(e.contains("peers[0].node_id"), "{e}");
         let e = err("node_id = 1\n[[routes]]\ndst = 5\naction = \"teleport\"");
         assert!(e.contains("action"), "{e}");
+        let e = err("node_id = 1\n[probes]\ninterval_ms = 0");
+        assert!(e.contains("probes"), "{e}");
     }
 }

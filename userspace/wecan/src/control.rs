@@ -4,10 +4,12 @@ use std::net::IpAddr;
 
 use anyhow::{Context, Result};
 use log::info;
-use wecan_common::maps::{RelayConfig, RouteAction, RouteOrigin, RouteValue};
+use wecan_common::maps::{
+    RelayConfig, RouteAction, RouteOrigin, RouteValue, config_flags::PROBE_REPLY_IN_XDP,
+};
 
 use crate::{
-    config::Config,
+    config::{Config, ProbeReply},
     datapath::{Maps, RouteSel, addr_bytes},
     netlink,
 };
@@ -78,7 +80,11 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config) -> Result<()> {
     }
 
     enable_fib_lookups()?;
-    maps.set_config(RelayConfig { node_id: cfg.node_id, port: cfg.port, enabled: 1, _pad: 0 })?;
+    let flags = match cfg.probe_reply {
+        ProbeReply::Xdp => PROBE_REPLY_IN_XDP,
+        ProbeReply::Agent => 0,
+    };
+    maps.set_config(RelayConfig { node_id: cfg.node_id, port: cfg.port, enabled: 1, flags })?;
     info!(
         "node {}: {} peers, {} routes, relay port {}",
         cfg.node_id,

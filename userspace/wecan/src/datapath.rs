@@ -29,8 +29,8 @@ use aya::{
 use log::{info, warn};
 use wecan_common::{
     maps::{
-        FAMILY_V4, FAMILY_V6, FlowKey, PeerValue, RELAY_PROGRAM, RelayConfig, RouteKey, RouteValue,
-        names,
+        FAMILY_V4, FAMILY_V6, FlowKey, LinkValue, PeerValue, RELAY_PROGRAM, RelayConfig, RouteKey,
+        RouteValue, names,
     },
     stats::{Counter, Stat},
 };
@@ -98,6 +98,7 @@ pub struct Maps {
     flow_routes: HashMap<MapData, FlowKey, RouteValue>,
     tx_ports: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, Counter>,
+    links: HashMap<MapData, u32, LinkValue>,
 }
 
 fn typed<T>(name: &str, map: Map) -> Result<T>
@@ -139,6 +140,7 @@ impl Maps {
             flow_routes: typed(names::FLOW_ROUTES, get(names::FLOW_ROUTES)?)?,
             tx_ports: typed(names::TX_PORTS, get(names::TX_PORTS)?)?,
             stats: typed(names::STATS, get(names::STATS)?)?,
+            links: typed(names::LINKS, get(names::LINKS)?)?,
         })
     }
 
@@ -259,6 +261,18 @@ impl Maps {
 
     pub fn remove_tx_port(&mut self, ifindex: u32) -> Result<()> {
         Ok(self.tx_ports.remove(ifindex)?)
+    }
+
+    /// Publishes the probe statistics of the link to `peer`.
+    pub fn set_link(&mut self, peer: u32, value: LinkValue) -> Result<()> {
+        Ok(self.links.insert(peer, value, 0)?)
+    }
+
+    /// Probe statistics of every link, by peer node.
+    pub fn links(&self) -> Result<Vec<(u32, LinkValue)>> {
+        let mut out = self.links.iter().collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|(peer, _)| *peer);
+        Ok(out)
     }
 
     /// Counters summed over CPUs, in `Stat` order.

@@ -5,6 +5,7 @@
 //! and route information over netlink ([`netlink`]), the agent's slow path ([`slowpath`]),
 //! relay packets for the client tool ([`client`]) and operator-facing output ([`output`]).
 
+pub mod agent;
 pub mod client;
 pub mod config;
 pub mod control;
@@ -12,4 +13,6 @@ pub mod datapath;
 pub mod netlink;
 pub mod netns;
 pub mod output;
+pub mod probe;
+pub mod routing;
 pub mod slowpath;

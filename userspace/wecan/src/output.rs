@@ -4,8 +4,8 @@
 use anyhow::Result;
 use serde::Serialize;
 use wecan_common::{
-    maps::{PeerValue, RouteAction, RouteOrigin, RouteValue},
-    stats::{Counter, Stat},
+    maps::{LinkValue, PeerValue, RouteAction, RouteOrigin, RouteValue},
+    stats::{Counter, Stat, xdp},
 };
 
 use crate::datapath::{RouteSel, addr_from};
@@ -144,10 +144,10 @@ pub struct StatRow {
 
 impl StatRow {
     pub fn new(s: Stat, c: &Counter) -> Self {
-        let verdict = match s {
-            Stat::Tx => "XDP_TX",
-            Stat::Redirect => "XDP_REDIRECT",
-            _ if s.verdict() == wecan_common::stats::xdp::PASS => "XDP_PASS",
+        let verdict = match s.verdict() {
+            xdp::TX => "XDP_TX",
+            xdp::REDIRECT => "XDP_REDIRECT",
+            xdp::PASS => "XDP_PASS",
             _ => "XDP_DROP",
         };
         Self {
@@ -169,6 +169,54 @@ impl Row for StatRow {
             self.verdict.into(),
             self.packets.to_string(),
             self.bytes.to_string(),
+        ]
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct LinkRow {
+    pub peer: u32,
+    pub state: &'static str,
+    pub rtt_us: f64,
+    pub jitter_us: f64,
+    pub loss_pct: f64,
+    /// Milliseconds since the last probe reply; `None` if never answered.
+    pub age_ms: Option<u64>,
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl LinkRow {
+    /// `now_ns`: CLOCK_MONOTONIC now, to age the last reply.
+    pub fn new(peer: u32, v: &LinkValue, now_ns: u64) -> Self {
+        let round = |x: f64| (x * 10.0).round() / 10.0;
+        Self {
+            peer,
+            state: if v.up != 0 { "up" } else { "down" },
+            rtt_us: round(v.rtt_ns as f64 / 1000.0),
+            jitter_us: round(v.jitter_ns as f64 / 1000.0),
+            loss_pct: round(f64::from(v.loss_ppm) / 10_000.0),
+            age_ms: (v.last_reply_ns != 0)
+                .then(|| now_ns.saturating_sub(v.last_reply_ns) / 1_000_000),
+            sent: v.sent,
+            received: v.received,
+        }
+    }
+}
+
+impl Row for LinkRow {
+    const HEADER: &'static [&'static str] =
+        &["PEER", "STATE", "RTT-US", "JITTER-US", "LOSS-%", "AGE-MS", "SENT", "RECEIVED"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.peer.to_string(),
+            self.state.into(),
+            format!("{:.1}", self.rtt_us),
+            format!("{:.1}", self.jitter_us),
+            format!("{:.1}", self.loss_pct),
+            opt(&self.age_ms),
+            self.sent.to_string(),
+            self.received.to_string(),
         ]
     }
 }

@@ -1,16 +1,18 @@
 //! The agent's share of the datapath: relay packets XDP passes up to the kernel stack
 //! (local delivery, slow-path routes, next hops without a neighbour entry yet, IPv4
-//! fragments) arrive on the agent's UDP socket on the relay port. Local ones are consumed;
-//! the rest are forwarded by the same route maps, through the kernel stack, which also
+//! fragments) arrive on the agent's UDP socket on the relay port. Local ones (probes,
+//! probe replies) go to the caller; the rest are forwarded by the same route maps, through the kernel stack, which also
 //! resolves the missing neighbour so the next packets stay in XDP.
 
 use std::{
     io::ErrorKind,
     net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use std::os::fd::AsRawFd;
+
+use anyhow::{Context, Result, bail};
 use log::debug;
 use serde::Serialize;
 use wecan_common::{
@@ -18,7 +20,10 @@ use wecan_common::{
     wire::{HEADER_LEN, RelayHeader},
 };
 
-use crate::datapath::{Maps, addr_from};
+use crate::{
+    datapath::{Maps, addr_from},
+    probe::mapped,
+};
 
 /// What the slow path did, by outcome.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -39,11 +44,50 @@ pub struct SlowPath {
     pub stats: SlowPathStats,
 }
 
-/// IPv4 addresses as v4-mapped IPv6, for the dual-stack socket.
-fn mapped(addr: IpAddr) -> Ipv6Addr {
-    match addr {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
+/// A relay packet addressed to this node.
+pub struct Local<'a> {
+    pub hdr: RelayHeader,
+    pub payload: &'a [u8],
+    pub from: SocketAddr,
+    /// When the kernel received it (CLOCK_REALTIME ns, `SO_TIMESTAMPNS`), so probe RTTs
+    /// leave out this agent's own scheduling delay.
+    pub rx_ns: Option<u64>,
+}
+
+/// `recvfrom` plus the kernel's receive timestamp.
+fn recv_timestamped(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<u64>)> {
+    // SAFETY: msghdr points at live buffers sized as declared; the kernel fills them and
+    // we only read within the lengths it reports.
+    unsafe {
+        let mut name: libc::sockaddr_in6 = std::mem::zeroed();
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut control = [0u64; 8];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut rx_ns = None;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                rx_ns = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        let ip = Ipv6Addr::from(name.sin6_addr.s6_addr);
+        let from = SocketAddr::from((ip, u16::from_be(name.sin6_port)));
+        Ok((n as usize, from, rx_ns))
     }
 }
 
@@ -52,31 +96,68 @@ impl SlowPath {
     pub fn bind(node_id: u32, port: u16) -> Result<Self> {
         let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))
             .with_context(|| format!("cannot bind UDP port {port} for the slow path"))?;
-        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt on our socket with an int option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if rc != 0 {
+            bail!("SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
+        }
         Ok(Self { sock, node_id, stats: SlowPathStats::default() })
     }
 
-    /// Handles packets until none arrives for 100 ms, so the caller can check for shutdown
-    /// and print stats.
-    pub fn poll(&mut self, maps: &Maps) -> Result<()> {
+    /// The socket, for replies to local packets.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.sock
+    }
+
+    /// Handles packets for `timeout`: forwards transit packets and hands packets for this
+    /// node to `on_local`.
+    pub fn poll(
+        &mut self,
+        maps: &Maps,
+        timeout: Duration,
+        mut on_local: impl FnMut(&UdpSocket, Local),
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 65536];
         loop {
-            match self.sock.recv_from(&mut buf) {
-                Ok((len, from)) => self.handle(maps, &mut buf[..len], from.ip()),
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            self.sock.set_read_timeout(Some(left))?;
+            match recv_timestamped(&self.sock, &mut buf) {
+                Ok((len, from, rx_ns)) => {
+                    if let Some((hdr, at)) = self.handle(maps, &mut buf[..len], from.ip()) {
+                        let payload = &buf[at..len];
+                        on_local(&self.sock, Local { hdr, payload, from, rx_ns });
+                    }
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
                         ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) =>
-                {
-                    return Ok(());
-                }
+                    ) => {}
                 Err(e) => return Err(e).context("slow path receive"),
             }
         }
     }
 
-    fn handle(&mut self, maps: &Maps, pkt: &mut [u8], from: IpAddr) {
+    /// Forwards a transit packet; returns the header and payload offset of a local one.
+    fn handle(
+        &mut self,
+        maps: &Maps,
+        pkt: &mut [u8],
+        from: IpAddr,
+    ) -> Option<(RelayHeader, usize)> {
         self.stats.received += 1;
         let from = match from {
             IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
@@ -84,51 +165,53 @@ impl SlowPath {
         };
         if !maps.is_peer(from) {
             self.stats.drop_unknown_peer += 1;
-            return;
+            return None;
         }
         let Ok((hdr, _)) = RelayHeader::decode(pkt) else {
             self.stats.drop_malformed += 1;
-            return;
+            return None;
         };
+        let local = Some((hdr, HEADER_LEN));
         if hdr.dst_node() == self.node_id {
             self.stats.local += 1;
-            return;
+            return local;
         }
         let route = match maps.lookup(hdr.dst_node(), hdr.flow_id()) {
             Ok(Some((_, r))) => r,
             _ => {
                 self.stats.drop_no_route += 1;
-                return;
+                return None;
             }
         };
         match RouteAction::from_u8(route.action) {
             Some(RouteAction::Local) => {
                 self.stats.local += 1;
-                return;
+                return local;
             }
             Some(RouteAction::Forward | RouteAction::SlowPath) => {}
             None => {
                 self.stats.drop_no_route += 1;
-                return;
+                return None;
             }
         }
         if hdr.hop_limit == 0 {
             self.stats.drop_hop_limit += 1;
-            return;
+            return None;
         }
         let Some(next) = addr_from(route.family, &route.next_addr) else {
             self.stats.drop_no_route += 1;
-            return;
+            return None;
         };
         let mut next_hdr = hdr;
         next_hdr.hop_limit -= 1;
         pkt[..HEADER_LEN].copy_from_slice(&next_hdr.to_bytes());
-        match self.sock.send_to(pkt, SocketAddr::from((mapped(next), route.next_port))) {
+        match self.sock.send_to(pkt, mapped(SocketAddr::from((next, route.next_port)))) {
             Ok(_) => self.stats.forwarded += 1,
             Err(e) => {
                 debug!("slow path send to {next}: {e}");
                 self.stats.send_errors += 1;
             }
         }
+        None
     }
 }

@@ -172,9 +172,9 @@ enum Variant {
 
 fn rates() -> Result<Vec<(&'static str, f64)>> {
     let mut t = Topology::new("bench")?;
-    for (name, id) in [("g", 100), ("r", 1), ("s", 200)] {
-        t.node(name, id)?;
-    }
+    t.node("r", 1)?;
+    t.client_node("g", 100)?;
+    t.client_node("s", 200)?;
     t.link("g", "r")?;
     t.link("r", "s")?;
     // Static neighbours: no ARP in the measurement.

@@ -32,9 +32,11 @@ const RELAYS: [&str; 3] = ["r1", "r2", "r3"];
 pub fn run(duration: Option<u64>) -> Result<()> {
     println!("wecan demo: building the relay network in network namespaces…");
     let mut t = Topology::new("demo")?;
-    for (name, id) in [("a", 100), ("r1", 1), ("r2", 2), ("r3", 3), ("b", 200)] {
+    for (name, id) in [("r1", 1), ("r2", 2), ("r3", 3)] {
         t.node(name, id)?;
     }
+    t.client_node("a", 100)?;
+    t.client_node("b", 200)?;
     for (a, b) in [("a", "r1"), ("r1", "r2"), ("r2", "r3"), ("r3", "b"), ("r1", "r3")] {
         t.link(a, b)?;
     }

@@ -10,18 +10,18 @@
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
-use log::{info, warn};
+use log::warn;
 use wecan::{
+    agent::Agent,
     config::{Config, DEFAULT_PIN_DIR},
     control, datapath,
     datapath::Relay,
     netns,
-    slowpath::SlowPath,
 };
 
 #[derive(Parser)]
@@ -96,7 +96,7 @@ fn real_main() -> Result<()> {
                     config.display()
                 );
             }
-            run(&cfg, stats_interval, keep_attached)
+            run(cfg, stats_interval, keep_attached)
         }
         Cmd::Load { config, ifaces } => {
             let cfg = Config::load(&config)?;
@@ -127,58 +127,16 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn run(cfg: &Config, stats_interval: u64, keep_attached: bool) -> Result<()> {
+fn run(cfg: Config, stats_interval: u64, keep_attached: bool) -> Result<()> {
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    let mut relay = Relay::load(&cfg.pin_dir)?;
-    control::apply_config(&mut relay.maps, cfg)?;
-    let mut slow = SlowPath::bind(cfg.node_id, cfg.port)?;
-    let attached = (|| {
-        for i in &cfg.interfaces {
-            relay.attach(i)?;
-        }
-        Ok::<_, anyhow::Error>(())
-    })();
-    let result = attached.and_then(|()| {
-        info!("node {} relaying on {}", cfg.node_id, cfg.interfaces.join(", "));
-        // Tests and the demo wait for this line on stdout.
-        println!("ready");
-        let mut last = Instant::now();
-        while !STOP.load(Ordering::Relaxed) {
-            slow.poll(&relay.maps)?;
-            if stats_interval > 0 && last.elapsed() >= Duration::from_secs(stats_interval) {
-                last = Instant::now();
-                log_stats(&relay, &slow);
-            }
-        }
-        Ok(())
-    });
-    if keep_attached {
-        info!("leaving the relay attached (pins under {})", cfg.pin_dir.display());
-    } else {
-        for i in &cfg.interfaces {
-            if let Err(e) = datapath::detach(&cfg.pin_dir, i) {
-                warn!("{i}: detach failed: {e:#}");
-            }
-        }
-        info!("detached; pins removed");
-    }
+    let mut agent = Agent::start(cfg)?;
+    // Tests and the demo wait for this line on stdout.
+    println!("ready");
+    let result = agent.run(&STOP, Duration::from_secs(stats_interval));
+    agent.shutdown(keep_attached);
     result
-}
-
-fn log_stats(relay: &Relay, slow: &SlowPath) {
-    match relay.maps.stats() {
-        Ok(stats) => {
-            let line: Vec<String> = stats
-                .iter()
-                .filter(|(_, c)| c.packets > 0)
-                .map(|(s, c)| format!("{}={}", s.name(), c.packets))
-                .collect();
-            info!("xdp: {} | slow path: {:?}", line.join(" "), slow.stats);
-        }
-        Err(e) => warn!("reading counters: {e:#}"),
-    }
 }

@@ -4,6 +4,7 @@
 //! wecan routes list | get DST [--flow F] | add DST --via ADDR [--port P] [--flow F] | del DST [--flow F]
 //! wecan peers list | add ADDR --node N | del ADDR
 //! wecan stats
+//! wecan links
 //! ```
 //! `-j/--json` prints JSON instead of a table.
 
@@ -16,7 +17,7 @@ use wecan::{
     control,
     datapath::{Maps, RouteSel, describe},
     netns,
-    output::{self, PeerRow, RouteRow, StatRow},
+    output::{self, LinkRow, PeerRow, RouteRow, StatRow},
 };
 use wecan_common::{
     maps::{RouteAction, RouteOrigin, RouteValue},
@@ -54,6 +55,8 @@ enum Cmd {
     },
     /// Datapath counters per outcome and drop reason.
     Stats,
+    /// Link quality to each relay peer, from the agent's probes.
+    Links,
 }
 
 #[derive(Subcommand)]
@@ -189,6 +192,12 @@ fn real_main() -> Result<()> {
             maps.add_peer(addr, node)
         }
         Cmd::Peers { cmd: Some(PeersCmd::Del { addr }) } => maps.remove_peer(addr),
+        Cmd::Links => {
+            let now = wecan::probe::now_ns();
+            let rows: Vec<LinkRow> =
+                maps.links()?.iter().map(|(p, v)| LinkRow::new(*p, v, now)).collect();
+            output::print(&rows, cli.json)
+        }
         Cmd::Stats => {
             let rows: Vec<StatRow> =
                 maps.stats()?.iter().map(|(s, c)| StatRow::new(*s, c)).collect();
