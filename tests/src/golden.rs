@@ -129,6 +129,8 @@ impl Fixture {
             port: PORT,
             enabled: 1,
             flags: PROBE_REPLY_IN_XDP,
+            table: 0,
+            _pad: [0; 3],
         })?;
         Ok(Self {
             in_if: ns.ifindex("in0")?,

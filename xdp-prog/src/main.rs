@@ -51,7 +51,7 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
         probe::reply(&pkt);
         return Ok(Stat::ProbeReply);
     }
-    let route = route::lookup(hdr)?;
+    let route = route::lookup(hdr, cfg.table)?;
 
     match RouteAction::from_u8(route.action) {
         Some(RouteAction::Local) => return Ok(Stat::Local),

@@ -27,12 +27,18 @@ pub static PEERS_V4: HashMap<[u8; 4], PeerValue> = HashMap::pinned(MAX_PEERS, 0)
 #[map(name = "WECAN_PEERS_V6")]
 pub static PEERS_V6: HashMap<[u8; 16], PeerValue> = HashMap::pinned(MAX_PEERS, 0);
 
-/// Route per destination node. Written by the agent (config, CLI, controller); read per
-/// packet after `FLOW_ROUTES` misses.
-#[map(name = "WECAN_ROUTES")]
-pub static ROUTES: HashMap<RouteKey, RouteValue> = HashMap::pinned(MAX_ROUTES, 0);
+/// Route per destination node, double-buffered: `CONFIG.table` says which of the two is
+/// live. Written by the agent (the whole inactive table, then the flip) and the CLI (one
+/// entry in both); read per packet after `FLOW_ROUTES` misses.
+#[map(name = "WECAN_ROUTES_0")]
+pub static ROUTES_0: HashMap<RouteKey, RouteValue> = HashMap::pinned(MAX_ROUTES, 0);
 
-/// Per-flow route overrides. Written by the agent/CLI; read per packet before `ROUTES`.
+/// The other route table; see `ROUTES_0`.
+#[map(name = "WECAN_ROUTES_1")]
+pub static ROUTES_1: HashMap<RouteKey, RouteValue> = HashMap::pinned(MAX_ROUTES, 0);
+
+/// Per-flow route overrides. Written by the agent/CLI; read per packet before the route
+/// tables.
 #[map(name = "WECAN_FLOW_ROUTES")]
 pub static FLOW_ROUTES: HashMap<FlowKey, RouteValue> = HashMap::pinned(MAX_FLOW_ROUTES, 0);
 

@@ -8,7 +8,7 @@ use wecan_common::{
 };
 
 use crate::{
-    maps::{FLOW_ROUTES, PEERS_V4, PEERS_V6, ROUTES},
+    maps::{FLOW_ROUTES, PEERS_V4, PEERS_V6, ROUTES_0, ROUTES_1},
     parse::Ip,
 };
 
@@ -23,12 +23,15 @@ pub fn admit(ip: &Ip) -> Result<(), Stat> {
     if known { Ok(()) } else { Err(Stat::DropUnknownPeer) }
 }
 
-/// The route for this packet's flow or destination.
+/// The route for this packet's flow or destination, from the live route `table`.
 #[inline(always)]
-pub fn lookup(hdr: &RelayHeader) -> Result<&'static RouteValue, Stat> {
+pub fn lookup(hdr: &RelayHeader, table: u8) -> Result<&'static RouteValue, Stat> {
     let dst_node = hdr.dst_node();
     let flow = FlowKey { dst_node, flow_id: hdr.flow_id() };
-    let found = FLOW_ROUTES.get_ptr(flow).or_else(|| ROUTES.get_ptr(RouteKey { dst_node }));
+    let key = RouteKey { dst_node };
+    let found = FLOW_ROUTES
+        .get_ptr(flow)
+        .or_else(|| if table == 0 { ROUTES_0.get_ptr(key) } else { ROUTES_1.get_ptr(key) });
     match found {
         // SAFETY: a map value pointer stays valid for the whole program run.
         Some(route) => Ok(unsafe { &*route }),

@@ -9,14 +9,15 @@ pub mod names {
     pub const CONFIG: &str = "WECAN_CONFIG";
     pub const PEERS_V4: &str = "WECAN_PEERS_V4";
     pub const PEERS_V6: &str = "WECAN_PEERS_V6";
-    pub const ROUTES: &str = "WECAN_ROUTES";
+    /// The two route tables (see [`super::RelayConfig::table`]).
+    pub const ROUTES: [&str; 2] = ["WECAN_ROUTES_0", "WECAN_ROUTES_1"];
     pub const FLOW_ROUTES: &str = "WECAN_FLOW_ROUTES";
     pub const TX_PORTS: &str = "WECAN_TX_PORTS";
     pub const STATS: &str = "WECAN_STATS";
     pub const LINKS: &str = "WECAN_LINKS";
     /// Every pinned map, for cleanup.
-    pub const ALL: [&str; 8] =
-        [CONFIG, PEERS_V4, PEERS_V6, ROUTES, FLOW_ROUTES, TX_PORTS, STATS, LINKS];
+    pub const ALL: [&str; 9] =
+        [CONFIG, PEERS_V4, PEERS_V6, ROUTES[0], ROUTES[1], FLOW_ROUTES, TX_PORTS, STATS, LINKS];
 }
 
 /// Name of the relay XDP program inside the object file.
@@ -48,6 +49,10 @@ pub struct RelayConfig {
     pub enabled: u8,
     /// [`config_flags`] bits.
     pub flags: u8,
+    /// Which of the two route tables is live (0 or 1). The agent rewrites the other one and
+    /// then flips this byte, so a route push is applied atomically, as a whole.
+    pub table: u8,
+    pub _pad: [u8; 3],
 }
 
 /// Bits of [`RelayConfig::flags`].
@@ -142,6 +147,12 @@ impl RouteOrigin {
     }
 }
 
+/// Bits of [`RouteValue::flags`].
+pub mod route_flags {
+    /// The primary next hop's link is down: this entry points at the backup.
+    pub const ON_BACKUP: u32 = 0x01;
+}
+
 /// Address family tags used in [`RouteValue::family`].
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -164,6 +175,10 @@ pub struct RouteValue {
     pub next_node: u32,
     /// Route generation (controller push counter; 0 for static routes).
     pub generation: u32,
+    /// Precomputed backup next hop (loop-free alternate) from the controller; 0 if none.
+    pub backup_node: u32,
+    /// [`route_flags`] bits.
+    pub flags: u32,
     /// Next hop's address.
     pub next_addr: [u8; 16],
     /// Our own address toward the next hop: becomes the outer source address.
@@ -182,6 +197,8 @@ impl RouteValue {
             _pad2: 0,
             next_node: 0,
             generation: 0,
+            backup_node: 0,
+            flags: 0,
             next_addr: [0; 16],
             src_addr: [0; 16],
         }
@@ -228,16 +245,16 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<RelayConfig>(), 8);
+        assert_eq!(size_of::<RelayConfig>(), 12);
         assert_eq!(size_of::<PeerValue>(), 4);
         assert_eq!(size_of::<RouteKey>(), 4);
         assert_eq!(size_of::<FlowKey>(), 8);
-        assert_eq!(size_of::<RouteValue>(), 48);
+        assert_eq!(size_of::<RouteValue>(), 56);
         assert_eq!(size_of::<LinkValue>(), 48);
         assert_eq!(offset_of!(RouteValue, next_port), 4);
         assert_eq!(offset_of!(RouteValue, next_node), 8);
-        assert_eq!(offset_of!(RouteValue, next_addr), 16);
-        assert_eq!(offset_of!(RouteValue, src_addr), 32);
+        assert_eq!(offset_of!(RouteValue, next_addr), 24);
+        assert_eq!(offset_of!(RouteValue, src_addr), 40);
     }
 
     #[test]

@@ -15,11 +15,13 @@ use wecan_common::{
 };
 
 use crate::{
+    api::Report,
     config::Config,
-    control,
+    control::{self, RouteTable},
     datapath::{self, Relay},
     probe::{self, LinkReport, Prober, Transition},
     slowpath::SlowPath,
+    upstream::Upstream,
 };
 
 pub struct Agent {
@@ -27,21 +29,25 @@ pub struct Agent {
     relay: Relay,
     slow: SlowPath,
     prober: Prober,
+    table: RouteTable,
+    upstream: Option<Upstream>,
 }
 
 impl Agent {
     /// Loads the relay (taking over pinned maps and links if present), fills the maps from
-    /// the config and attaches to the configured interfaces.
-    pub fn start(cfg: Config) -> Result<Self> {
+    /// the config and attaches to the configured interfaces. `upstream`: the controller
+    /// connection, if the config names a controller.
+    pub fn start(cfg: Config, upstream: Option<Upstream>) -> Result<Self> {
         let mut relay = Relay::load(&cfg.pin_dir)?;
-        control::apply_config(&mut relay.maps, &cfg)?;
+        let table = RouteTable::new(&cfg);
+        control::apply_config(&mut relay.maps, &cfg, &table)?;
         let slow = SlowPath::bind(cfg.node_id, cfg.port)?;
         let peers = cfg
             .relay_peers()
             .map(|p| (p.node_id, SocketAddr::from((p.addr, cfg.peer_port(p)))))
             .collect::<Vec<_>>();
         let prober = Prober::new(cfg.node_id, cfg.probes, peers);
-        let mut agent = Self { cfg, relay, slow, prober };
+        let mut agent = Self { cfg, relay, slow, prober, table, upstream };
         for i in &agent.cfg.interfaces {
             if let Err(e) = agent.relay.attach(i) {
                 agent.shutdown(false);
@@ -55,6 +61,8 @@ impl Agent {
     /// Runs until `stop` is set; logs counters every `stats_interval` (if non-zero).
     pub fn run(&mut self, stop: &AtomicBool, stats_interval: Duration) -> Result<()> {
         let mut last_log = Instant::now();
+        let report_every = Duration::from_millis(self.cfg.report_interval_ms);
+        let mut last_report = Instant::now() - report_every;
         while !stop.load(Ordering::Relaxed) {
             let wait = self.prober.until_due().min(Duration::from_millis(100));
             let prober = &mut self.prober;
@@ -76,11 +84,36 @@ impl Agent {
                 }
             })?;
             let probed = self.prober.tick(self.slow.socket()).map(|t| changes.extend(t)).is_some();
+            let mut reroute = false;
             for t in &changes {
                 info!("link to node {} is {}", t.peer, if t.up { "up" } else { "down" });
+                reroute |= self.table.set_link(t.peer, t.up);
+            }
+            let pushed = self.upstream.as_ref().and_then(Upstream::routes);
+            if let Some(r) = pushed {
+                info!(
+                    "routes generation {} from the controller ({} routes)",
+                    r.generation,
+                    r.routes.len()
+                );
+                self.table.set_pushed(r);
+                reroute = true;
+            }
+            // Local fast reroute and controller pushes alike: one atomic table flip.
+            if reroute && let Err(e) = self.table.apply(&mut self.relay.maps) {
+                warn!("applying routes: {e:#}");
             }
             if probed || !changes.is_empty() {
                 self.publish_links();
+            }
+            if let Some(up) = &self.upstream
+                && (!changes.is_empty() || last_report.elapsed() >= report_every)
+            {
+                last_report = Instant::now();
+                up.report(Report {
+                    clients: self.cfg.clients().collect(),
+                    links: self.prober.reports(),
+                });
             }
             if !stats_interval.is_zero() && last_log.elapsed() >= stats_interval {
                 last_log = Instant::now();

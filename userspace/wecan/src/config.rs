@@ -42,6 +42,16 @@ pub struct Config {
     /// Who answers probes addressed to this relay.
     #[serde(default)]
     pub probe_reply: ProbeReply,
+    /// Controller URL (e.g. `http://127.0.0.1:7400`); without one, static routes only.
+    pub controller: Option<String>,
+    /// Milliseconds between link reports to the controller (a link changing state is
+    /// reported at once).
+    #[serde(default = "default_report_interval")]
+    pub report_interval_ms: u64,
+}
+
+fn default_report_interval() -> u64 {
+    250
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -167,6 +177,14 @@ impl Config {
         if p.interval_ms == 0 || p.window == 0 || p.dead_after == 0 || p.timeout_ms == 0 {
             bail!("probes: interval_ms, window, dead_after and timeout_ms must all be at least 1");
         }
+        if let Some(url) = &self.controller
+            && !url.starts_with("http://")
+        {
+            bail!("controller: {url:?} must be an http:// URL, e.g. \"http://127.0.0.1:7400\"");
+        }
+        if self.report_interval_ms == 0 {
+            bail!("report_interval_ms: must be at least 1");
+        }
         let mut keys = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             if r.dst == 0 {
@@ -207,6 +225,11 @@ impl Config {
     /// Relay peers (probed; possible transit next hops).
     pub fn relay_peers(&self) -> impl Iterator<Item = &PeerConfig> {
         self.peers.iter().filter(|p| p.kind == PeerKind::Relay)
+    }
+
+    /// Node IDs of the clients attached to this relay.
+    pub fn clients(&self) -> impl Iterator<Item = u32> + '_ {
+        self.peers.iter().filter(|p| p.kind == PeerKind::Client).map(|p| p.node_id)
     }
 
     /// UDP port of a peer.

@@ -1,14 +1,20 @@
-//! Turning intent (the config file, CLI commands) into map entries.
+//! Turning intent (the config file, controller pushes, link state, CLI commands) into
+//! map entries.
 
-use std::net::IpAddr;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::IpAddr,
+};
 
 use anyhow::{Context, Result};
-use log::info;
+use log::{info, warn};
 use wecan_common::maps::{
     RelayConfig, RouteAction, RouteOrigin, RouteValue, config_flags::PROBE_REPLY_IN_XDP,
+    route_flags::ON_BACKUP,
 };
 
 use crate::{
+    api::RoutesReply,
     config::{Config, ProbeReply},
     datapath::{Maps, RouteSel, addr_bytes},
     netlink,
@@ -35,15 +41,17 @@ pub fn route_to(
         _pad2: 0,
         next_node,
         generation: 0,
+        backup_node: 0,
+        flags: 0,
         next_addr,
         src_addr,
     })
 }
 
-/// Makes the maps match `cfg`: peers, static routes (routes added by the CLI or the
-/// controller are kept), the local route for this node, then the relay config, which
-/// switches the datapath on once the tables are complete.
-pub fn apply_config(maps: &mut Maps, cfg: &Config) -> Result<()> {
+/// Makes the maps match `cfg`: peers, per-flow overrides, the route table (static routes
+/// and the local route; routes from the CLI or the controller are kept), then the relay
+/// config, which switches the datapath on once everything else is in place.
+pub fn apply_config(maps: &mut Maps, cfg: &Config, table: &RouteTable) -> Result<()> {
     for (addr, _) in maps.peers()? {
         if !cfg.peers.iter().any(|p| p.addr == addr) {
             maps.remove_peer(addr)?;
@@ -52,10 +60,9 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config) -> Result<()> {
     for p in &cfg.peers {
         maps.add_peer(p.addr, p.node_id)?;
     }
-
-    let mut wanted = vec![(RouteSel::Dst(cfg.node_id), RouteValue::local(RouteOrigin::Static))];
+    let mut flows = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {
-        let sel = RouteSel::new(r.dst, r.flow);
+        let Some(flow) = r.flow else { continue };
         let value = match r.via.and_then(|via| cfg.peer(via)) {
             Some(peer) => route_to(
                 r.action.into(),
@@ -67,16 +74,16 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config) -> Result<()> {
             .with_context(|| format!("routes[{i}]"))?,
             None => RouteValue::local(RouteOrigin::Static),
         };
-        wanted.push((sel, value));
+        flows.push(RouteSel::Flow { dst: r.dst, flow });
+        maps.set_route(RouteSel::Flow { dst: r.dst, flow }, value)?;
     }
     for (sel, v) in maps.routes()? {
-        let is_static = v.origin == RouteOrigin::Static as u8;
-        if is_static && !wanted.iter().any(|(s, _)| *s == sel) {
+        if matches!(sel, RouteSel::Flow { .. })
+            && v.origin == RouteOrigin::Static as u8
+            && !flows.contains(&sel)
+        {
             maps.remove_route(sel)?;
         }
-    }
-    for (sel, v) in &wanted {
-        maps.set_route(*sel, *v)?;
     }
 
     enable_fib_lookups()?;
@@ -84,12 +91,23 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config) -> Result<()> {
         ProbeReply::Xdp => PROBE_REPLY_IN_XDP,
         ProbeReply::Agent => 0,
     };
-    maps.set_config(RelayConfig { node_id: cfg.node_id, port: cfg.port, enabled: 1, flags })?;
+    // The table flip reads the config, which a fresh map holds as all zero (table 0,
+    // disabled); enabling comes last.
+    table.apply(maps)?;
+    let live = maps.config()?.table;
+    maps.set_config(RelayConfig {
+        node_id: cfg.node_id,
+        port: cfg.port,
+        enabled: 1,
+        flags,
+        table: live,
+        _pad: [0; 3],
+    })?;
     info!(
-        "node {}: {} peers, {} routes, relay port {}",
+        "node {}: {} peers, {} static routes, relay port {}",
         cfg.node_id,
         cfg.peers.len(),
-        wanted.len(),
+        cfg.routes.len(),
         cfg.port
     );
     Ok(())
@@ -103,4 +121,105 @@ pub fn enable_fib_lookups() -> Result<()> {
         std::fs::write(path, "1").with_context(|| format!("cannot enable {path}"))?;
     }
     Ok(())
+}
+
+/// The per-destination routes the agent wants in the datapath, from every source, in
+/// order of precedence: operator (CLI) over controller over static config; and for
+/// controller routes whose primary link is down, the precomputed backup (local fast
+/// reroute, without waiting for the controller).
+pub struct RouteTable {
+    node_id: u32,
+    /// (destination, action, next hop node) from the config file.
+    statics: Vec<(u32, RouteAction, Option<u32>)>,
+    /// Address and port of every peer, by node.
+    peers: BTreeMap<u32, (IpAddr, u16)>,
+    pushed: Option<RoutesReply>,
+    down: BTreeSet<u32>,
+}
+
+impl RouteTable {
+    pub fn new(cfg: &Config) -> Self {
+        Self {
+            node_id: cfg.node_id,
+            statics: cfg
+                .routes
+                .iter()
+                .filter(|r| r.flow.is_none())
+                .map(|r| (r.dst, r.action.into(), r.via))
+                .collect(),
+            peers: cfg.peers.iter().map(|p| (p.node_id, (p.addr, cfg.peer_port(p)))).collect(),
+            pushed: None,
+            down: BTreeSet::new(),
+        }
+    }
+
+    /// Generation of the controller routes in use (0: none yet).
+    pub fn generation(&self) -> u64 {
+        self.pushed.as_ref().map_or(0, |p| p.generation)
+    }
+
+    pub fn set_pushed(&mut self, routes: RoutesReply) {
+        self.pushed = Some(routes);
+    }
+
+    /// Records a link state change; returns whether it changes anything.
+    pub fn set_link(&mut self, peer: u32, up: bool) -> bool {
+        if up { self.down.remove(&peer) } else { self.down.insert(peer) }
+    }
+
+    /// Writes the table into the datapath atomically (see `Maps::replace_table`).
+    pub fn apply(&self, maps: &mut Maps) -> Result<()> {
+        let table = self.build(maps)?;
+        maps.replace_table(&table)
+    }
+
+    fn build(&self, maps: &Maps) -> Result<BTreeMap<u32, RouteValue>> {
+        // One netlink query per next hop, not per route.
+        let mut cache: HashMap<u32, Option<RouteValue>> = HashMap::new();
+        let mut via = |node: u32, action: RouteAction, origin: RouteOrigin| {
+            let template = cache.entry(node).or_insert_with(|| {
+                let (addr, port) = *self.peers.get(&node)?;
+                route_to(RouteAction::Forward, addr, port, node, origin)
+                    .map_err(|e| warn!("route via node {node}: {e:#}"))
+                    .ok()
+            });
+            template.map(|mut v| {
+                v.action = action as u8;
+                v.origin = origin as u8;
+                v
+            })
+        };
+        let mut t = BTreeMap::new();
+        for &(dst, action, next) in &self.statics {
+            let v = match next {
+                Some(n) => via(n, action, RouteOrigin::Static),
+                None => Some(RouteValue::local(RouteOrigin::Static)),
+            };
+            t.extend(v.map(|v| (dst, v)));
+        }
+        if let Some(p) = &self.pushed {
+            for r in p.routes.iter().filter(|r| r.dst != self.node_id) {
+                let backup = r.backup.filter(|b| !self.down.contains(b));
+                let (hop, flags) = match backup {
+                    Some(b) if self.down.contains(&r.next_hop) => (b, ON_BACKUP),
+                    _ => (r.next_hop, 0),
+                };
+                if let Some(mut v) = via(hop, RouteAction::Forward, RouteOrigin::Controller) {
+                    v.generation = p.generation as u32;
+                    v.backup_node = r.backup.unwrap_or(0);
+                    v.flags = flags;
+                    t.insert(r.dst, v);
+                }
+            }
+        }
+        for (sel, v) in maps.routes()? {
+            if let RouteSel::Dst(dst) = sel
+                && v.origin == RouteOrigin::Cli as u8
+            {
+                t.insert(dst, v);
+            }
+        }
+        t.insert(self.node_id, RouteValue::local(RouteOrigin::Static));
+        Ok(t)
+    }
 }

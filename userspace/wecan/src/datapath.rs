@@ -11,6 +11,7 @@
 //! fail-static); removing the pin detaches it.
 
 use std::{
+    collections::BTreeMap,
     fs,
     net::IpAddr,
     path::{Path, PathBuf},
@@ -94,7 +95,8 @@ pub struct Maps {
     config: Array<MapData, RelayConfig>,
     peers_v4: HashMap<MapData, [u8; 4], PeerValue>,
     peers_v6: HashMap<MapData, [u8; 16], PeerValue>,
-    routes: HashMap<MapData, RouteKey, RouteValue>,
+    /// The double-buffered route tables; `config.table` selects the live one.
+    routes: [HashMap<MapData, RouteKey, RouteValue>; 2],
     flow_routes: HashMap<MapData, FlowKey, RouteValue>,
     tx_ports: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, Counter>,
@@ -136,7 +138,10 @@ impl Maps {
             config: typed(names::CONFIG, get(names::CONFIG)?)?,
             peers_v4: typed(names::PEERS_V4, get(names::PEERS_V4)?)?,
             peers_v6: typed(names::PEERS_V6, get(names::PEERS_V6)?)?,
-            routes: typed(names::ROUTES, get(names::ROUTES)?)?,
+            routes: [
+                typed(names::ROUTES[0], get(names::ROUTES[0])?)?,
+                typed(names::ROUTES[1], get(names::ROUTES[1])?)?,
+            ],
             flow_routes: typed(names::FLOW_ROUTES, get(names::FLOW_ROUTES)?)?,
             tx_ports: typed(names::TX_PORTS, get(names::TX_PORTS)?)?,
             stats: typed(names::STATS, get(names::STATS)?)?,
@@ -192,9 +197,20 @@ impl Maps {
         Ok(out)
     }
 
+    /// The live route table (0 or 1).
+    fn live(&self) -> usize {
+        self.config().map_or(0, |c| usize::from(c.table & 1))
+    }
+
+    /// Adds or replaces one entry in place: in both route tables (or the flow map), each
+    /// write atomic for that entry. For operator changes; whole pushes use `replace_table`.
     pub fn set_route(&mut self, sel: RouteSel, value: RouteValue) -> Result<()> {
         match sel {
-            RouteSel::Dst(dst) => self.routes.insert(RouteKey { dst_node: dst }, value, 0)?,
+            RouteSel::Dst(dst) => {
+                for t in &mut self.routes {
+                    t.insert(RouteKey { dst_node: dst }, value, 0)?;
+                }
+            }
             RouteSel::Flow { dst, flow } => {
                 self.flow_routes.insert(FlowKey { dst_node: dst, flow_id: flow }, value, 0)?
             }
@@ -203,19 +219,44 @@ impl Maps {
     }
 
     pub fn remove_route(&mut self, sel: RouteSel) -> Result<()> {
-        let r = match sel {
-            RouteSel::Dst(dst) => self.routes.remove(&RouteKey { dst_node: dst }),
-            RouteSel::Flow { dst, flow } => {
-                self.flow_routes.remove(&FlowKey { dst_node: dst, flow_id: flow })
+        let missing = || format!("no route for {}", describe(sel));
+        match sel {
+            RouteSel::Dst(dst) => {
+                let key = RouteKey { dst_node: dst };
+                let live = self.live();
+                self.routes[live].remove(&key).with_context(missing)?;
+                let _ = self.routes[1 - live].remove(&key);
+                Ok(())
             }
-        };
-        r.with_context(|| format!("no route for {}", describe(sel)))
+            RouteSel::Flow { dst, flow } => self
+                .flow_routes
+                .remove(&FlowKey { dst_node: dst, flow_id: flow })
+                .with_context(missing),
+        }
     }
 
-    /// The exact entry for `sel`, if any.
+    /// Makes the per-destination routes exactly `table`, atomically: the inactive table is
+    /// rewritten, then the config flips to it in one map update.
+    pub fn replace_table(&mut self, table: &BTreeMap<u32, RouteValue>) -> Result<()> {
+        let mut cfg = self.config()?;
+        let next = 1 - usize::from(cfg.table & 1);
+        let t = &mut self.routes[next];
+        for (&dst, v) in table {
+            t.insert(RouteKey { dst_node: dst }, *v, 0)?;
+        }
+        let stale: Vec<RouteKey> =
+            t.keys().filter_map(Result::ok).filter(|k| !table.contains_key(&k.dst_node)).collect();
+        for k in stale {
+            t.remove(&k)?;
+        }
+        cfg.table = next as u8;
+        self.set_config(cfg)
+    }
+
+    /// The exact entry for `sel` in the live table (or the flow map), if any.
     pub fn route(&self, sel: RouteSel) -> Result<Option<RouteValue>> {
         let r = match sel {
-            RouteSel::Dst(dst) => self.routes.get(&RouteKey { dst_node: dst }, 0),
+            RouteSel::Dst(dst) => self.routes[self.live()].get(&RouteKey { dst_node: dst }, 0),
             RouteSel::Flow { dst, flow } => {
                 self.flow_routes.get(&FlowKey { dst_node: dst, flow_id: flow }, 0)
             }
@@ -237,10 +278,10 @@ impl Maps {
         Ok(None)
     }
 
-    /// All routes, sorted by destination, per-destination entry first.
+    /// All live routes, sorted by destination, per-destination entry first.
     pub fn routes(&self) -> Result<Vec<(RouteSel, RouteValue)>> {
         let mut out = Vec::new();
-        for kv in self.routes.iter() {
+        for kv in self.routes[self.live()].iter() {
             let (k, v) = kv?;
             out.push((RouteSel::Dst(k.dst_node), v));
         }

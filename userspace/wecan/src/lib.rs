@@ -6,9 +6,11 @@
 //! relay packets for the client tool ([`client`]) and operator-facing output ([`output`]).
 
 pub mod agent;
+pub mod api;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod controller;
 pub mod datapath;
 pub mod netlink;
 pub mod netns;
@@ -16,3 +18,4 @@ pub mod output;
 pub mod probe;
 pub mod routing;
 pub mod slowpath;
+pub mod upstream;

@@ -247,6 +247,8 @@ mod tests {
             _pad2: 0,
             next_node: 2,
             generation: 0,
+            backup_node: 3,
+            flags: 0,
             next_addr,
             src_addr,
         };

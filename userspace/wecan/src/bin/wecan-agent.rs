@@ -1,9 +1,10 @@
 //! wecan-agent: loads the relay XDP program, keeps its maps in line with the config and
 //! runs the slow path.
 //!
-//! - `run`: load, attach, fill maps, serve the slow path and log counters until SIGINT or
-//!   SIGTERM, then detach and remove the pins (`--keep-attached` leaves them, for
-//!   restarts without a forwarding gap).
+//! - `run`: load, attach, fill maps, probe peers, talk to the controller, serve the slow
+//!   path until SIGINT or SIGTERM, then detach and remove the pins. SIGUSR2 (or
+//!   `--keep-attached`) exits leaving program, maps and links pinned: the next `run` takes
+//!   them over, so an upgrade drops no forwarded packet.
 //! - `load`: load, attach, fill maps, pin, exit (the program stays attached).
 //! - `unload`: detach from an interface; the last one removes the pinned maps.
 
@@ -19,9 +20,11 @@ use log::warn;
 use wecan::{
     agent::Agent,
     config::{Config, DEFAULT_PIN_DIR},
-    control, datapath,
+    control::{self, RouteTable},
+    datapath,
     datapath::Relay,
     netns,
+    upstream::Upstream,
 };
 
 #[derive(Parser)]
@@ -69,8 +72,15 @@ enum Cmd {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGUSR2: exit leaving the relay attached, for a new agent to take over.
+static UPGRADE: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+extern "C" fn on_upgrade(_: libc::c_int) {
+    UPGRADE.store(true, Ordering::Relaxed);
     STOP.store(true, Ordering::Relaxed);
 }
 
@@ -84,9 +94,7 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
-    if let Some(ns) = &cli.netns {
-        netns::enter(ns)?;
-    }
+    let enter_netns = || cli.netns.as_deref().map_or(Ok(()), netns::enter);
     match cli.cmd {
         Cmd::Run { config, stats_interval, keep_attached } => {
             let cfg = Config::load(&config)?;
@@ -96,16 +104,21 @@ fn real_main() -> Result<()> {
                     config.display()
                 );
             }
-            run(cfg, stats_interval, keep_attached)
+            // The controller is reached from the namespace the agent starts in (the
+            // management network); only the datapath work moves into --netns.
+            let upstream = cfg.controller.as_deref().map(|url| Upstream::spawn(url, cfg.node_id));
+            enter_netns()?;
+            run(cfg, upstream, stats_interval, keep_attached)
         }
         Cmd::Load { config, ifaces } => {
+            enter_netns()?;
             let cfg = Config::load(&config)?;
             let ifaces = if ifaces.is_empty() { cfg.interfaces.clone() } else { ifaces };
             if ifaces.is_empty() {
                 bail!("no interface: pass --iface or set `interfaces` in {}", config.display());
             }
             let mut relay = Relay::load(&cfg.pin_dir)?;
-            control::apply_config(&mut relay.maps, &cfg)?;
+            control::apply_config(&mut relay.maps, &cfg, &RouteTable::new(&cfg))?;
             for i in &ifaces {
                 relay.attach(i)?;
             }
@@ -113,6 +126,7 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Cmd::Unload { ifaces, pin_dir, config } => {
+            enter_netns()?;
             let pin_dir = match config {
                 Some(c) => Config::load(&c)?.pin_dir,
                 None => pin_dir,
@@ -127,16 +141,22 @@ fn real_main() -> Result<()> {
     }
 }
 
-fn run(cfg: Config, stats_interval: u64, keep_attached: bool) -> Result<()> {
-    // SAFETY: the handler only stores to an atomic.
+fn run(
+    cfg: Config,
+    upstream: Option<Upstream>,
+    stats_interval: u64,
+    keep_attached: bool,
+) -> Result<()> {
+    // SAFETY: the handlers only store to atomics.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGUSR2, on_upgrade as *const () as libc::sighandler_t);
     }
-    let mut agent = Agent::start(cfg)?;
+    let mut agent = Agent::start(cfg, upstream)?;
     // Tests and the demo wait for this line on stdout.
     println!("ready");
     let result = agent.run(&STOP, Duration::from_secs(stats_interval));
-    agent.shutdown(keep_attached);
+    agent.shutdown(keep_attached || UPGRADE.load(Ordering::Relaxed));
     result
 }
