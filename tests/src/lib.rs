@@ -6,6 +6,7 @@
 
 pub mod bins;
 pub mod golden;
+pub mod impair;
 pub mod net;
 pub mod proc;
 pub mod topology;

@@ -91,8 +91,9 @@ impl Drop for Netns {
 }
 
 /// Creates a veth pair `a_if` (in `a`) — `b_if` (in `b`), both up, with transmit
-/// checksum offload off (offloaded UDP checksums would reach XDP unfilled) and GRO on (a
-/// veth only accepts XDP_TX/XDP_REDIRECT frames from its peer with GRO or an XDP program).
+/// checksum offload off (offloaded UDP checksums would reach XDP unfilled). A veth end
+/// without an XDP program does not accept XDP_TX/XDP_REDIRECT frames from its peer: see
+/// `Topology::accept_xdp_frames`.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     sh(
         "ip",
@@ -102,7 +103,7 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
         ],
     )?;
     for (ns, i) in [(a, a_if), (b, b_if)] {
-        ns.exec("ethtool", &["-K", i, "tx", "off", "gro", "on"])?;
+        ns.exec("ethtool", &["-K", i, "tx", "off"])?;
         ns.ip(&["link", "set", i, "up"])?;
     }
     Ok(())

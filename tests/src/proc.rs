@@ -38,13 +38,13 @@ impl Proc {
     }
 
     /// Spawns `cmd` with stdout captured, waits for a line starting with `ready`, and
-    /// returns the process and a receiver for its remaining stdout lines.
+    /// returns the process, that line, and a receiver for its remaining stdout lines.
     pub fn spawn_capture(
         name: &str,
         cmd: &mut Command,
         ready: &str,
         timeout: Duration,
-    ) -> Result<(Self, mpsc::Receiver<String>)> {
+    ) -> Result<(Self, String, mpsc::Receiver<String>)> {
         let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
@@ -59,15 +59,15 @@ impl Proc {
             }
         });
         let deadline = Instant::now() + timeout;
-        loop {
+        let line = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(l) if l.starts_with(ready) => break,
+                Ok(l) if l.starts_with(ready) => break l,
                 Ok(_) => {}
                 Err(_) => bail!("{name} printed no {ready:?} line within {timeout:?}"),
             }
-        }
-        Ok((Self { name: name.into(), child }, rx))
+        };
+        Ok((Self { name: name.into(), child }, line, rx))
     }
 
     /// Waits for the process to exit by itself (bounded).
@@ -82,6 +82,12 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within 5 s.

@@ -14,6 +14,7 @@ use wecan_common::{stats::Stat, wire::DEFAULT_PORT};
 
 use crate::{
     bins::bin,
+    impair::{ImpairedLink, Impairment},
     net::{Netns, veth},
     proc::Proc,
 };
@@ -43,6 +44,9 @@ pub struct Topology {
     pass_progs: Vec<Ebpf>,
     /// Extra top-level config lines per relay.
     extra: BTreeMap<String, String>,
+    controller: Option<(String, Proc)>,
+    /// Links through an impairment element, by (a, b).
+    impaired: Vec<((String, String), ImpairedLink)>,
     config_dir: PathBuf,
 }
 
@@ -64,6 +68,8 @@ impl Topology {
             agents: Vec::new(),
             pass_progs: Vec::new(),
             extra: BTreeMap::new(),
+            controller: None,
+            impaired: Vec::new(),
             config_dir,
         })
     }
@@ -94,6 +100,27 @@ impl Topology {
         nb.ns.ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
         self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip });
         Ok(())
+    }
+
+    /// Like [`Topology::link`], through an impairment element (its own namespace) that
+    /// applies `imp` in both directions; change it later with [`Topology::impair`].
+    pub fn link_impaired(&mut self, a: &str, b: &str, imp: Impairment) -> Result<()> {
+        let n = self.links.len() as u8 + 1;
+        let (a_ip, b_ip) = (Ipv4Addr::new(10, 0, n, 1), Ipv4Addr::new(10, 0, n, 2));
+        let (na, nb) = (self.find(a)?, self.find(b)?);
+        let ns = format!("{}-i{n}", self.tag);
+        let el = ImpairedLink::new(&ns, &na.ns, &iface(b), &nb.ns, &iface(a), imp, imp)?;
+        na.ns.ip(&["addr", "add", &format!("{a_ip}/24"), "dev", &iface(b)])?;
+        nb.ns.ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
+        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip });
+        self.impaired.push(((a.into(), b.into()), el));
+        Ok(())
+    }
+
+    /// Sets the impairment of the a — b link (both directions).
+    pub fn impair(&self, a: &str, b: &str, imp: Impairment) {
+        let el = self.impaired.iter().find(|((x, y), _)| (x == a && y == b) || (x == b && y == a));
+        el.expect("an impaired link").1.set(imp, imp);
     }
 
     fn find(&self, name: &str) -> Result<&Node> {
@@ -154,6 +181,9 @@ impl Topology {
                 .join(", "),
             self.extra.get(relay).map_or("", String::as_str),
         );
+        if let Some((url, _)) = &self.controller {
+            c += &format!("controller = \"{url}\"\n");
+        }
         for n in self.neighbours(relay) {
             if !strangers.contains(&n.as_str()) {
                 let kind = if self.find(&n).is_ok_and(|n| n.client) { "client" } else { "relay" };
@@ -184,13 +214,22 @@ impl Topology {
     ) -> Result<()> {
         let path = self.config_dir.join(format!("{relay}.toml"));
         std::fs::write(&path, self.config(relay, strangers, routes))?;
+        self.spawn_agent(relay)
+    }
+
+    /// Starts `wecan-agent run` with the config written for `relay`; returns once ready.
+    fn spawn_agent(&mut self, relay: &str) -> Result<()> {
+        let path = self.config_dir.join(format!("{relay}.toml"));
         let ns = self.ns(relay).name.clone();
         let agent = Proc::spawn_ready(
             relay,
             Command::new(bin("wecan-agent"))
                 .args(["--netns", &ns, "run", "--stats-interval", "0", "--config"])
                 .arg(&path)
-                .env("RUST_LOG", "warn"),
+                .env(
+                    "RUST_LOG",
+                    std::env::var("WECAN_AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+                ),
             "ready",
             Duration::from_secs(20),
         )
@@ -221,6 +260,43 @@ impl Topology {
     /// Stops the agent of `relay` (it detaches and removes its pins).
     pub fn stop_relay(&mut self, relay: &str) {
         self.agents.retain(|(n, _)| n != relay);
+    }
+
+    /// Upgrades the agent of `relay` in place: the running one exits on SIGUSR2 leaving
+    /// program, maps and links pinned, and a new one (same config) takes them over.
+    pub fn restart_relay(&mut self, relay: &str) -> Result<()> {
+        let i = self.agents.iter().position(|(n, _)| n == relay).context("no such agent")?;
+        let (_, old) = self.agents.remove(i);
+        old.signal(libc::SIGUSR2);
+        old.wait(Duration::from_secs(10))?;
+        self.spawn_agent(relay)
+    }
+
+    /// Starts the controller on a free loopback port; agents started afterwards use it.
+    pub fn start_controller(&mut self) -> Result<()> {
+        let (p, ready, _) = Proc::spawn_capture(
+            "controller",
+            Command::new(bin("wecan-controller"))
+                .args(["--listen", "127.0.0.1:0"])
+                .env("RUST_LOG", "warn"),
+            "listening",
+            Duration::from_secs(10),
+        )?;
+        let addr = ready.trim_start_matches("listening").trim();
+        self.controller = Some((format!("http://{addr}"), p));
+        Ok(())
+    }
+
+    /// Stops the controller (agents keep forwarding on their last routes).
+    pub fn stop_controller(&mut self) {
+        if let Some((_, p)) = &mut self.controller {
+            p.stop();
+        }
+    }
+
+    /// The controller's URL.
+    pub fn controller_url(&self) -> Option<&str> {
+        self.controller.as_ref().map(|(u, _)| u.as_str())
     }
 
     /// The relay's datapath counters (packets per outcome).
@@ -257,6 +333,7 @@ impl Drop for Topology {
         // Agents first (they detach and unpin), then namespaces, then leftovers.
         self.agents.clear();
         self.pass_progs.clear();
+        self.impaired.clear();
         self.nodes.clear();
         let _ = std::fs::remove_dir_all(&self.config_dir);
         let root = PathBuf::from(format!("/sys/fs/bpf/wecan-{}", self.tag));

@@ -24,7 +24,7 @@ fn xtask(args: &[&str]) {
 /// Sends `n` packets from p through the relay and back to p; returns what arrived.
 fn round_trip(t: &Topology, n: u32) -> RecvReport {
     let p_addr = t.addr("p", "r");
-    let (rx, lines) = Proc::spawn_capture(
+    let (rx, _, lines) = Proc::spawn_capture(
         "receiver",
         t.client("p")
             .args(["recv", "--json", "--bind", &format!("{p_addr}:7300"), "--count"])

@@ -88,7 +88,7 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
     assert_eq!(relayed(&t, "r1"), 0, "nothing from X may be relayed");
 
     let b_addr = t.addr("b", "r3");
-    let (rx, rx_lines) = Proc::spawn_capture(
+    let (rx, _, rx_lines) = Proc::spawn_capture(
         "receiver",
         t.client("b").args(["recv", "--json", "--bind", &format!("{b_addr}:7300")]).args([
             "--count",

@@ -175,7 +175,9 @@ pub struct RouteValue {
     pub next_node: u32,
     /// Route generation (controller push counter; 0 for static routes).
     pub generation: u32,
-    /// Precomputed backup next hop (loop-free alternate) from the controller; 0 if none.
+    /// The controller's other next hop for this destination, 0 if none: the precomputed
+    /// backup (loop-free alternate) while on the primary, the primary while
+    /// [`route_flags::ON_BACKUP`].
     pub backup_node: u32,
     /// [`route_flags`] bits.
     pub flags: u32,

@@ -39,7 +39,8 @@ impl Agent {
     /// connection, if the config names a controller.
     pub fn start(cfg: Config, upstream: Option<Upstream>) -> Result<Self> {
         let mut relay = Relay::load(&cfg.pin_dir)?;
-        let table = RouteTable::new(&cfg);
+        let mut table = RouteTable::new(&cfg);
+        table.adopt(&relay.maps)?;
         control::apply_config(&mut relay.maps, &cfg, &table)?;
         let slow = SlowPath::bind(cfg.node_id, cfg.port)?;
         let peers = cfg

@@ -96,6 +96,8 @@ pub struct RecvReport {
     pub reordered: u64,
     /// Expected sequence numbers never received (when the expected count is known).
     pub missing: u64,
+    /// Longest run of consecutive missing sequence numbers (an outage, in packets).
+    pub max_gap: u64,
     pub min_hop_limit: Option<u8>,
 }
 
@@ -151,6 +153,11 @@ impl Receiver {
 
     pub fn finish(mut self) -> RecvReport {
         self.report.missing = self.seen.iter().filter(|s| !**s).count() as u64;
+        let mut run = 0u64;
+        for &s in &self.seen {
+            run = if s { 0 } else { run + 1 };
+            self.report.max_gap = self.report.max_gap.max(run);
+        }
         self.report
     }
 }
@@ -214,6 +221,7 @@ mod tests {
                 corrupt: 3,
                 reordered: 1,
                 missing: 2,
+                max_gap: 2,
                 min_hop_limit: Some(16)
             }
         );

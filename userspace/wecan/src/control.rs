@@ -14,7 +14,7 @@ use wecan_common::maps::{
 };
 
 use crate::{
-    api::RoutesReply,
+    api::{PushedRoute, RoutesReply},
     config::{Config, ProbeReply},
     datapath::{Maps, RouteSel, addr_bytes},
     netlink,
@@ -162,6 +162,32 @@ impl RouteTable {
         self.pushed = Some(routes);
     }
 
+    /// Takes over the controller routes in force in the datapath (an agent restarted while
+    /// the controller is unreachable keeps them until the controller speaks again).
+    pub fn adopt(&mut self, maps: &Maps) -> Result<()> {
+        let mut routes = Vec::new();
+        let mut generation = 0;
+        for (sel, v) in maps.routes()? {
+            let RouteSel::Dst(dst) = sel else { continue };
+            if v.origin != RouteOrigin::Controller as u8 {
+                continue;
+            }
+            generation = generation.max(u64::from(v.generation));
+            let other = (v.backup_node != 0).then_some(v.backup_node);
+            let (next_hop, backup) = if v.flags & ON_BACKUP != 0 {
+                (v.backup_node, Some(v.next_node))
+            } else {
+                (v.next_node, other)
+            };
+            routes.push(PushedRoute { dst, next_hop, backup, cost_us: 0.0 });
+        }
+        if !routes.is_empty() {
+            info!("took over {} controller routes (generation {generation})", routes.len());
+            self.pushed = Some(RoutesReply { node: self.node_id, generation, routes });
+        }
+        Ok(())
+    }
+
     /// Records a link state change; returns whether it changes anything.
     pub fn set_link(&mut self, peer: u32, up: bool) -> bool {
         if up { self.down.remove(&peer) } else { self.down.insert(peer) }
@@ -199,15 +225,18 @@ impl RouteTable {
         }
         if let Some(p) = &self.pushed {
             for r in p.routes.iter().filter(|r| r.dst != self.node_id) {
-                let backup = r.backup.filter(|b| !self.down.contains(b));
-                let (hop, flags) = match backup {
-                    Some(b) if self.down.contains(&r.next_hop) => (b, ON_BACKUP),
-                    _ => (r.next_hop, 0),
-                };
-                if let Some(mut v) = via(hop, RouteAction::Forward, RouteOrigin::Controller) {
+                // The primary unless its link is down (or the kernel has no route to it any
+                // more), else the backup.
+                let usable = |n: &u32| !self.down.contains(n);
+                let candidates = [Some(r.next_hop).filter(usable), r.backup.filter(usable)];
+                let picked = candidates.iter().flatten().find_map(|&hop| {
+                    via(hop, RouteAction::Forward, RouteOrigin::Controller).map(|v| (hop, v))
+                });
+                if let Some((hop, mut v)) = picked {
+                    let on_backup = hop != r.next_hop;
                     v.generation = p.generation as u32;
-                    v.backup_node = r.backup.unwrap_or(0);
-                    v.flags = flags;
+                    v.backup_node = if on_backup { r.next_hop } else { r.backup.unwrap_or(0) };
+                    v.flags = if on_backup { ON_BACKUP } else { 0 };
                     t.insert(r.dst, v);
                 }
             }

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use serde::Serialize;
 use wecan_common::{
-    maps::{LinkValue, PeerValue, RouteAction, RouteOrigin, RouteValue},
+    maps::{LinkValue, PeerValue, RouteAction, RouteOrigin, RouteValue, route_flags},
     stats::{Counter, Stat, xdp},
 };
 
@@ -69,6 +69,10 @@ pub struct RouteRow {
     pub src: Option<String>,
     pub origin: String,
     pub generation: u32,
+    /// The controller's other next hop (backup, or the primary while on the backup).
+    pub alternate: Option<u32>,
+    /// The primary's link is down and the backup carries the traffic.
+    pub on_backup: bool,
 }
 
 impl RouteRow {
@@ -89,6 +93,8 @@ impl RouteRow {
             origin: RouteOrigin::from_u8(v.origin)
                 .map_or_else(|| format!("invalid({})", v.origin), |o| o.name().into()),
             generation: v.generation,
+            alternate: (v.backup_node != 0).then_some(v.backup_node),
+            on_backup: v.flags & route_flags::ON_BACKUP != 0,
         }
     }
 }
@@ -99,7 +105,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 
 impl Row for RouteRow {
     const HEADER: &'static [&'static str] =
-        &["DST", "FLOW", "ACTION", "NEXT-NODE", "NEXT-HOP", "SRC", "ORIGIN", "GEN"];
+        &["DST", "FLOW", "ACTION", "NEXT-NODE", "NEXT-HOP", "SRC", "ORIGIN", "GEN", "ALTERNATE"];
     fn cells(&self) -> Vec<String> {
         vec![
             self.dst.to_string(),
@@ -110,6 +116,11 @@ impl Row for RouteRow {
             opt(&self.src),
             self.origin.clone(),
             self.generation.to_string(),
+            match (self.alternate, self.on_backup) {
+                (Some(n), true) => format!("{n} (primary, down)"),
+                (Some(n), false) => format!("{n} (backup)"),
+                (None, _) => "-".into(),
+            },
         ]
     }
 }

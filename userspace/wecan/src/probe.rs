@@ -51,7 +51,7 @@ pub struct ProbeSettings {
 
 impl Default for ProbeSettings {
     fn default() -> Self {
-        Self { interval_ms: 100, window: 50, dead_after: 3, timeout_ms: 1000 }
+        Self { interval_ms: 100, window: 20, dead_after: 3, timeout_ms: 1000 }
     }
 }
 

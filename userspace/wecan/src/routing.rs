@@ -506,7 +506,12 @@ impl Router {
                     // Kept routes always have a finite cost (checked in pass 1).
                     via_cost(g, &paths, s, nh as usize, d).unwrap_or(f64::INFINITY)
                 };
-                let b = backups.best_node[d];
+                // The LFA inequality holds for shortest paths, but kept routes are not
+                // shortest: the backup's route in force must not lead back through `s`.
+                let b = match backups.best_node[d] {
+                    b if b != NONE && reaches_without(&chosen, n, b as usize, d, s) => b,
+                    _ => NONE,
+                };
                 out.push((
                     (g.ids[s], g.ids[d]),
                     RouteChoice {
@@ -528,6 +533,24 @@ impl Router {
     fn approx_bytes(&self) -> usize {
         self.chosen.capacity() * 4 + self.ids.capacity() * 4
     }
+}
+
+/// Whether the routes in force, followed from `from`, reach `d` without passing `s`.
+fn reaches_without(chosen: &[u32], n: usize, from: usize, d: usize, s: usize) -> bool {
+    let mut at = from;
+    for _ in 0..n {
+        if at == d {
+            return true;
+        }
+        if at == s {
+            return false;
+        }
+        match chosen[at * n + d] {
+            NONE => return false,
+            next => at = next as usize,
+        }
+    }
+    false
 }
 
 /// Cost of reaching `d` from `s` through neighbour `c`, if `c` is a usable neighbour that can
@@ -1374,5 +1397,32 @@ mod tests {
         let mut b = XorShift::new(0);
         assert!((0..10).all(|_| a.next_u64() == b.next_u64()));
         assert_ne!(XorShift::new(0).next_u64(), 0);
+    }
+
+    #[test]
+    fn backup_is_not_a_neighbour_whose_kept_route_leads_back() {
+        // 1 — 4 direct; 2 — 4 and 2 — 1. First 2 reaches 4 best through 1; then 2 — 4 gets a
+        // little cheaper, within hysteresis, so 2 keeps its route through 1. By shortest
+        // distances 2 is a loop-free alternate for 1 → 4, but with the routes in force it
+        // would hand the traffic straight back.
+        let mut g = Graph::new();
+        for id in [1, 2, 4] {
+            g.add_node(id, true);
+        }
+        let set = |g: &mut Graph, a: u32, b: u32, c: f64| {
+            g.set_link(a, b, &flat(c)).unwrap();
+            g.set_link(b, a, &flat(c)).unwrap();
+        };
+        set(&mut g, 1, 4, 100.0);
+        set(&mut g, 1, 2, 100.0);
+        set(&mut g, 2, 4, 300.0);
+        let mut r = Router::new(Hysteresis::default());
+        let first = r.compute(&g);
+        assert_eq!(first[&(2, 4)].next_hop, 1);
+        set(&mut g, 2, 4, 150.0);
+        let second = r.compute(&g);
+        assert_eq!(second[&(2, 4)].next_hop, 1, "kept by hysteresis");
+        assert_eq!(second[&(1, 4)].next_hop, 4);
+        assert_eq!(second[&(1, 4)].backup, None);
     }
 }
