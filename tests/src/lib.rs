@@ -5,10 +5,12 @@
 //! directories, processes), so a failing test leaves nothing behind.
 
 pub mod bins;
+pub mod cpu;
 pub mod golden;
 pub mod impair;
 pub mod net;
 pub mod proc;
+pub mod scenario;
 pub mod topology;
 
 /// Privileged tests run unless this variable is set to 1 (an explicit opt-out; CI never

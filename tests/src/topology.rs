@@ -305,6 +305,11 @@ impl Topology {
         Ok(maps.stats()?.into_iter().map(|(s, c)| (s.name(), c.packets)).collect())
     }
 
+    /// The relay's probe statistics per peer (what `wecan links` shows).
+    pub fn links(&self, relay: &str) -> Result<Vec<(u32, wecan_common::maps::LinkValue)>> {
+        Maps::open_pinned(&self.pin_dir(relay))?.links()
+    }
+
     /// Packets the relay forwarded in XDP (TX + redirect).
     pub fn forwarded(&self, relay: &str) -> Result<u64> {
         let s = self.stats(relay)?;

@@ -2,13 +2,7 @@
 //! up with RTT, loss and jitter, and XDP-answered probes measure a lower and steadier RTT
 //! than probes answered by the peer's agent.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use wecan_tests::{skip_privileged, topology::Topology};
 
@@ -35,25 +29,9 @@ fn measure(reply: &str) -> (f64, f64, f64, u64, u64) {
     t.set_extra("r2", &format!("probe_reply = \"{reply}\"\n"));
     t.start_relay("r1", &[], &[]).unwrap();
     t.start_relay("r2", &[], &[]).unwrap();
-    // 40 probes at the default 100 ms interval, on a busy machine (one spinning thread per
-    // CPU): scheduling delay is what answering in XDP avoids.
-    let stop = Arc::new(AtomicBool::new(false));
-    let spinners: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(4));
-    stop.store(true, Ordering::Relaxed);
-    for s in spinners {
-        s.join().unwrap();
-    }
+    // 40 probes at the default 100 ms interval, on a busy machine: scheduling delay is
+    // what answering in XDP avoids.
+    wecan_tests::cpu::busy_for(Duration::from_secs(4));
     let (rtt, jitter, loss, received) = link(&t);
     let xdp_replies = t.stats("r2").unwrap()["probe_reply"];
     (rtt, jitter, loss, received, xdp_replies)

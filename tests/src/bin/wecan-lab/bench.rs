@@ -4,6 +4,8 @@
 //!    forwarding, beside the least a forwarder can do (swap MACs, XDP_TX).
 //! 2. Forwarding rate through one relay namespace (generator G — relay R — sink S) for the
 //!    XDP relay, a userspace relay (recvmmsg/sendmmsg) and kernel IP forwarding.
+//! 3. Control plane: failover time, route computation time and memory, probe RTT accuracy
+//!    with replies in XDP beside replies from the agent.
 
 use std::{
     collections::BTreeMap,
@@ -25,11 +27,12 @@ use aya::{
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use etherparse::PacketBuilder;
-use wecan::datapath::TESTKIT_OBJECT;
+use wecan::{datapath::TESTKIT_OBJECT, routing};
 use wecan_common::wire::{HEADER_LEN, PacketKind, RelayHeader};
 use wecan_tests::{
     golden::{self, Fixture, PEER_MAC, TX_V4, TX_V6},
     net::in_netns,
+    scenario,
     topology::{Topology, iface},
 };
 
@@ -60,6 +63,30 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
     }
     r.insert("xdp_vs_userspace", r["xdp_pps"] / r["userspace_pps"]);
     r.insert("xdp_vs_kernel", r["xdp_pps"] / r["kernel_pps"]);
+
+    eprintln!("bench: route computation (full meshes)…");
+    for (n, key) in [(50, "route_ms_50"), (200, "route_ms_200"), (1000, "route_ms_1000")] {
+        let (_, router, bytes) = routing::bench_full_mesh(n, 1);
+        r.insert(key, router.as_secs_f64() * 1000.0);
+        if n == 1000 {
+            r.insert("route_mem_mb_1000", bytes as f64 / 1e6);
+        }
+    }
+
+    eprintln!("bench: probe RTT error against an emulated 5 ms + 5 ms link…");
+    r.insert("probe_rtt_err_us_xdp", probe_rtt_error("xdp")?);
+    r.insert("probe_rtt_err_us_userspace", probe_rtt_error("agent")?);
+
+    eprintln!("bench: failover time ({FAILOVER_RUNS} runs)…");
+    let mut runs = Vec::new();
+    for i in 0..FAILOVER_RUNS {
+        let t = scenario::mesh(&format!("bf{i}"))?;
+        let (ms, report) = scenario::cut_and_measure(&t, "r4", 30_000, 0)?;
+        eprintln!("bench: failover run {i}: {ms:.1} ms ({} packets lost)", report.missing);
+        runs.push(ms);
+    }
+    r.insert("failover_ms_median", median(runs.clone()));
+    r.insert("failover_ms_max", runs.iter().copied().fold(0.0, f64::max));
 
     let table = render(&r);
     print!("{table}");
@@ -428,6 +455,29 @@ fn userspace_relay(sock: std::net::UdpSocket, to: SocketAddrV4, stop: &AtomicBoo
     Ok(forwarded.load(Ordering::Relaxed))
 }
 
+/// Runs of the failover measurement.
+const FAILOVER_RUNS: usize = 5;
+/// One-way delay of the emulated link in the probe-accuracy benchmark.
+const PROBE_DELAY_MS: u64 = 5;
+
+/// |measured RTT − emulated RTT| (µs) of r1's probes to r2 over an emulated link, with r2
+/// answering probes as `reply` ("xdp" or "agent"), on a machine kept busy (one spinning
+/// thread per CPU), where scheduling delay shows.
+fn probe_rtt_error(reply: &str) -> Result<f64> {
+    let mut t = Topology::new(&format!("pe{}", &reply[..1]))?;
+    t.node("r1", 1)?;
+    t.node("r2", 2)?;
+    t.link_impaired("r1", "r2", scenario::delay(PROBE_DELAY_MS))?;
+    t.set_extra("r2", &format!("probe_reply = \"{reply}\"\n"));
+    t.start_relay("r1", &[], &[])?;
+    t.start_relay("r2", &[], &[])?;
+    // Two full probe windows (20 probes at 100 ms).
+    wecan_tests::cpu::busy_for(Duration::from_secs(4));
+    let (_, link) = t.links("r1")?.into_iter().find(|(p, _)| *p == 2).context("link to r2")?;
+    let emulated_us = 2.0 * PROBE_DELAY_MS as f64 * 1000.0;
+    Ok((link.rtt_ns as f64 / 1000.0 - emulated_us).abs())
+}
+
 // ---------------------------------------------------------------------------------------
 // Reporting.
 
@@ -461,6 +511,31 @@ fn render(r: &BTreeMap<&'static str, f64>) -> String {
         let x = r["xdp_pps"] / r[k];
         let _ = writeln!(s, "  {:<40} {:>12.0}  {:>12.0}  {:>7.2}×", name, r[k], r[off], x);
     }
+    let _ = writeln!(s, "\ncontrol plane");
+    let _ = writeln!(
+        s,
+        "  failover (cut the link in use, 4-relay mesh)  median {:.1} ms, max {:.1} ms of {FAILOVER_RUNS} runs",
+        r["failover_ms_median"], r["failover_ms_max"]
+    );
+    for n in [50, 200, 1000] {
+        let _ = writeln!(
+            s,
+            "  route computation, full mesh of {n:>4} relays  {:>8.1} ms",
+            r[format!("route_ms_{n}").as_str()]
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  routing state for 1000 relays               {:>8.1} MB",
+        r["route_mem_mb_1000"]
+    );
+    let _ = writeln!(
+        s,
+        "  probe RTT error vs emulated {} ms RTT, busy CPUs: XDP reply {:.1} µs, agent reply {:.1} µs",
+        2 * PROBE_DELAY_MS,
+        r["probe_rtt_err_us_xdp"],
+        r["probe_rtt_err_us_userspace"]
+    );
     s
 }
 
@@ -491,6 +566,16 @@ of 64 (pinned to CPU 1; R's veth gets an XDP_PASS program so it accepts XDP_TX f
 kernel IP forwarding of frames addressed to S (same XDP_PASS program). Neighbours are static.\n  \
 *offered/s* is what G pushed out in the same window; G and the veth NAPI work of R share CPU 0,\n  \
 so the offered load is what the pipeline accepted.\n\
+- **Failover**: the control-plane scenario of `tests/tests/control_plane.rs` (four relays in a\n  \
+full mesh with 1–5 ms emulated link delays, controller on); a → b at 10,000 packets/s; after 1 s\n  \
+the link in use is cut (the impairment element drops everything). The outage is the longest run of\n  \
+missing sequence numbers at b, in time. Detection: 3 probe intervals of 100 ms without a reply;\n  \
+then the agent switches to the precomputed backup at once and the controller's new routes follow.\n\
+- **Route computation**: `wecan::routing::bench_full_mesh`: random full mesh (every ordered pair\n  \
+linked), one `Router::compute` (all-pairs paths, hysteresis, loop-free backups) on one core.\n\
+- **Probe RTT error**: two relays over an emulated link (5 ms each way, userspace impairment\n  \
+element), both CPUs kept busy by spinning threads; mean probe RTT over the window minus 10 ms, for\n  \
+probes answered in XDP and by the peer's agent.\n\
 - **The kernel-forwarding anomaly** (almost nothing delivered from a live-frames generator) is\n  \
 explained: within one BPF_PROG_TEST_RUN call the kernel recycles frame pages without restoring\n  \
 their data, and frames are forwarded zero-copy, so a forwarder that edits packets in place\n  \

@@ -2,12 +2,14 @@
 //!
 //! ```text
 //!   A ── R1 ── R2 ── R3 ── B        clients A (node 100), B (node 200); relays 1, 2, 3
-//!         └──────────┘               R1 ── R3: a direct link
+//!         └──────────┘               R1 ── R3: a direct link; relay links have 1 ms delay
 //! ```
 //!
-//! Agents attach the XDP relay in every relay namespace (IP forwarding off), A streams
-//! relay packets to B, and every second the demo prints what each relay's datapath did.
-//! Every 10 s it moves B's route on R1 between R2 and the direct link with the CLI.
+//! Agents attach the XDP relay in every relay namespace (IP forwarding off), probe their
+//! links and report to the controller, which pushes routes. A streams relay packets to B,
+//! and every second the demo prints what each relay's datapath did and which way R1 sends
+//! B's traffic. Every 10 s the direct link turns congested (20 ms delay) or clears (1 ms),
+//! and the controller steers the traffic accordingly.
 
 use std::{
     net::UdpSocket,
@@ -22,7 +24,11 @@ use std::{
 use anyhow::Result;
 use wecan::client::{SendSpec, fill_payload, send};
 use wecan_common::wire::{HEADER_LEN, RelayHeader};
-use wecan_tests::{net::in_netns, topology::Topology};
+use wecan_tests::{
+    net::in_netns,
+    scenario::{delay, wait_route},
+    topology::Topology,
+};
 
 use crate::stopped;
 
@@ -37,14 +43,21 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     }
     t.client_node("a", 100)?;
     t.client_node("b", 200)?;
-    for (a, b) in [("a", "r1"), ("r1", "r2"), ("r2", "r3"), ("r3", "b"), ("r1", "r3")] {
-        t.link(a, b)?;
+    t.link("a", "r1")?;
+    t.link("r3", "b")?;
+    // Relay links through impairment elements with 1 ms of delay each way: R1 reaches R3
+    // best directly (1 ms) rather than through R2 (2 ms) until the direct link congests.
+    for (x, y) in [("r1", "r2"), ("r2", "r3"), ("r1", "r3")] {
+        t.link_impaired(x, y, delay(1))?;
     }
     t.accept_xdp_frames("b")?;
-    t.start_relay("r1", &[], &[("b", "r2"), ("a", "a")])?;
-    t.start_relay("r2", &[], &[("b", "r3"), ("a", "r1")])?;
-    t.start_relay("r3", &[], &[("b", "b"), ("a", "r2")])?;
-    println!("{}", t.cli("r1", &["routes", "list"])?);
+    t.start_controller()?;
+    t.start_relay("r1", &[], &[("a", "a")])?;
+    t.start_relay("r2", &[], &[])?;
+    t.start_relay("r3", &[], &[("b", "b")])?;
+    wait_route(&t, "r1", 200, |_| true)?;
+    println!("r1's links (`wecan links`):\n{}", t.cli("r1", &["links"])?);
+    println!("r1's routes (`wecan routes list`):\n{}", t.cli("r1", &["routes", "list"])?);
 
     let delivered = Arc::new(AtomicU64::new(0));
     let corrupt = Arc::new(AtomicU64::new(0));
@@ -102,25 +115,26 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     );
     let start = Instant::now();
     let mut last: Vec<u64> = vec![0; RELAYS.len()];
-    let mut via_direct = false;
+    let mut congested = false;
     let mut tick = 0u64;
     while !stopped() && duration.is_none_or(|d| start.elapsed() < Duration::from_secs(d)) {
         thread::sleep(Duration::from_secs(1));
         tick += 1;
         if tick.is_multiple_of(10) {
-            via_direct = !via_direct;
-            let (via, path) = if via_direct {
-                (t.addr("r3", "r1"), "r1 → r3 (direct link)")
-            } else {
-                (t.addr("r2", "r1"), "r1 → r2 → r3")
-            };
-            t.cli("r1", &["routes", "add", "200", "--via", &via.to_string()])?;
-            println!(
-                "  t={tick}s  wecan routes add 200 --via {via}   # B's traffic now takes {path}"
-            );
+            congested = !congested;
+            let ms = if congested { 20 } else { 1 };
+            t.impair("r1", "r3", delay(ms));
+            println!("  t={tick}s  the r1 — r3 link now has {ms} ms of delay each way");
         }
+        let route = t.cli("r1", &["-j", "routes", "get", "200"])?;
+        let route: serde_json::Value = serde_json::from_str(&route)?;
+        let via = match route[0]["next_node"].as_u64() {
+            Some(2) => "r2".to_string(),
+            Some(3) => "r3 direct".to_string(),
+            other => format!("{other:?}"),
+        };
         print!(
-            "t={tick:>3}s  sent {:>8}  delivered {:>8}  corrupt {}  |",
+            "t={tick:>3}s  sent {:>8}  delivered {:>8}  corrupt {}  r1 → B via {via:<9} |",
             sent.load(Ordering::Relaxed),
             delivered.load(Ordering::Relaxed),
             corrupt.load(Ordering::Relaxed)
@@ -130,7 +144,7 @@ pub fn run(duration: Option<u64>) -> Result<()> {
             let fwd = s["tx"] + s["redirect"];
             let slow = s["no_neighbour"] + s["slow_path"] + s["fib_pass"];
             let drops: u64 = s.iter().filter(|(k, _)| k.starts_with("drop_")).map(|(_, v)| v).sum();
-            print!("  {r}: {:>6} pkt/s xdp, {slow} slow, {drops} drop", fwd - last[i]);
+            print!("  {r}: {:>6} pkt/s, {slow} slow, {drops} drop", fwd - last[i]);
             last[i] = fwd;
         }
         println!();

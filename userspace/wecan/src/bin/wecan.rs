@@ -5,14 +5,16 @@
 //! wecan peers list | add ADDR --node N | del ADDR
 //! wecan stats
 //! wecan links
+//! wecan controller [--url URL] topology | routes [--node N]
 //! ```
 //! `-j/--json` prints JSON instead of a table.
 
 use std::{net::IpAddr, path::PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use wecan::{
+    api::{ErrorReply, RoutesReply, Topology},
     config::{Config, DEFAULT_PIN_DIR},
     control,
     datapath::{Maps, RouteSel, describe},
@@ -45,6 +47,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Map(MapCmd),
+    /// Ask the controller (HTTP API) instead of this relay's maps.
+    Controller {
+        /// Controller URL.
+        #[arg(long, default_value = "http://127.0.0.1:7400")]
+        url: String,
+        #[command(subcommand)]
+        cmd: ControllerCmd,
+    },
+}
+
+/// Commands on this relay's pinned maps.
+#[derive(Subcommand)]
+enum MapCmd {
     /// Route map entries.
     #[command(subcommand)]
     Routes(RoutesCmd),
@@ -57,6 +74,17 @@ enum Cmd {
     Stats,
     /// Link quality to each relay peer, from the agent's probes.
     Links,
+}
+
+#[derive(Subcommand)]
+enum ControllerCmd {
+    /// The link-quality graph as the controller sees it.
+    Topology,
+    /// Routes the controller computed (for one relay with --node).
+    Routes {
+        #[arg(long)]
+        node: Option<u32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +140,78 @@ enum Action {
     Local,
 }
 
+/// GET a JSON document from the controller, with its error message on failure.
+fn get<T: serde::de::DeserializeOwned>(url: &str) -> Result<T> {
+    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut resp =
+        http.get(url).call().with_context(|| format!("cannot reach the controller at {url}"))?;
+    if !resp.status().is_success() {
+        let e: ErrorReply =
+            resp.body_mut().read_json().unwrap_or(ErrorReply { error: resp.status().to_string() });
+        bail!("controller: {}", e.error);
+    }
+    Ok(resp.body_mut().read_json()?)
+}
+
+fn controller(url: &str, cmd: &ControllerCmd, json: bool) -> Result<()> {
+    let url = url.trim_end_matches('/');
+    match cmd {
+        ControllerCmd::Topology => {
+            let t: Topology = get(&format!("{url}/v1/topology"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+                return Ok(());
+            }
+            let rows = t.links.iter().map(|l| {
+                vec![
+                    l.from.to_string(),
+                    l.to.to_string(),
+                    if l.up { "up" } else { "down" }.to_string(),
+                    format!("{:.1}", l.rtt_us),
+                    format!("{:.1}", l.loss * 100.0),
+                    format!("{:.1}", l.jitter_us),
+                    l.cost_us.map_or_else(|| "-".into(), |c| format!("{c:.1}")),
+                ]
+            });
+            print!(
+                "{}",
+                output::table(
+                    &["FROM", "TO", "STATE", "RTT-US", "LOSS-%", "JITTER-US", "COST-US"],
+                    rows
+                )
+            );
+            let relays = t.nodes.iter().filter(|n| n.relay).count();
+            println!("{relays} relays, {} clients", t.nodes.len() - relays);
+            Ok(())
+        }
+        ControllerCmd::Routes { node } => {
+            let q = node.map_or_else(String::new, |n| format!("?node={n}"));
+            let sets: Vec<RoutesReply> = get(&format!("{url}/v1/routes{q}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sets)?);
+                return Ok(());
+            }
+            let rows = sets.iter().flat_map(|s| {
+                s.routes.iter().map(move |r| {
+                    vec![
+                        s.node.to_string(),
+                        r.dst.to_string(),
+                        r.next_hop.to_string(),
+                        r.backup.map_or_else(|| "-".into(), |b| b.to_string()),
+                        format!("{:.1}", r.cost_us),
+                        s.generation.to_string(),
+                    ]
+                })
+            });
+            print!(
+                "{}",
+                output::table(&["NODE", "DST", "NEXT-HOP", "BACKUP", "COST-US", "GEN"], rows)
+            );
+            Ok(())
+        }
+    }
+}
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("wecan: {e:#}");
@@ -121,6 +221,11 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
+    // The controller is reached from here (the management network), like the agent does.
+    let cmd = match cli.cmd {
+        Cmd::Controller { url, cmd } => return controller(&url, &cmd, cli.json),
+        Cmd::Map(cmd) => cmd,
+    };
     if let Some(ns) = &cli.netns {
         netns::enter(ns)?;
     }
@@ -129,13 +234,13 @@ fn real_main() -> Result<()> {
         None => cli.pin_dir.clone(),
     };
     let mut maps = Maps::open_pinned(&pin_dir)?;
-    match cli.cmd {
-        Cmd::Routes(RoutesCmd::List) => {
+    match cmd {
+        MapCmd::Routes(RoutesCmd::List) => {
             let rows: Vec<RouteRow> =
                 maps.routes()?.iter().map(|(s, v)| RouteRow::new(*s, v)).collect();
             output::print(&rows, cli.json)
         }
-        Cmd::Routes(RoutesCmd::Get { dst, flow }) => {
+        MapCmd::Routes(RoutesCmd::Get { dst, flow }) => {
             let found = match flow {
                 Some(f) => maps.lookup(dst, f)?,
                 None => maps.route(RouteSel::Dst(dst))?.map(|v| (RouteSel::Dst(dst), v)),
@@ -145,7 +250,7 @@ fn real_main() -> Result<()> {
                 None => bail!("no route for {}", describe(RouteSel::new(dst, flow))),
             }
         }
-        Cmd::Routes(RoutesCmd::Add { dst, via, port, next_node, flow, action }) => {
+        MapCmd::Routes(RoutesCmd::Add { dst, via, port, next_node, flow, action }) => {
             if dst == 0 {
                 bail!("DST: node 0 is reserved");
             }
@@ -179,26 +284,26 @@ fn real_main() -> Result<()> {
             maps.set_route(sel, value)?;
             output::print(&[RouteRow::new(sel, &value)], cli.json)
         }
-        Cmd::Routes(RoutesCmd::Del { dst, flow }) => maps.remove_route(RouteSel::new(dst, flow)),
-        Cmd::Peers { cmd: None | Some(PeersCmd::List) } => {
+        MapCmd::Routes(RoutesCmd::Del { dst, flow }) => maps.remove_route(RouteSel::new(dst, flow)),
+        MapCmd::Peers { cmd: None | Some(PeersCmd::List) } => {
             let rows: Vec<PeerRow> =
                 maps.peers()?.iter().map(|(a, v)| PeerRow::new(*a, v)).collect();
             output::print(&rows, cli.json)
         }
-        Cmd::Peers { cmd: Some(PeersCmd::Add { addr, node }) } => {
+        MapCmd::Peers { cmd: Some(PeersCmd::Add { addr, node }) } => {
             if node == 0 {
                 bail!("--node: node 0 is reserved");
             }
             maps.add_peer(addr, node)
         }
-        Cmd::Peers { cmd: Some(PeersCmd::Del { addr }) } => maps.remove_peer(addr),
-        Cmd::Links => {
+        MapCmd::Peers { cmd: Some(PeersCmd::Del { addr }) } => maps.remove_peer(addr),
+        MapCmd::Links => {
             let now = wecan::probe::now_ns();
             let rows: Vec<LinkRow> =
                 maps.links()?.iter().map(|(p, v)| LinkRow::new(*p, v, now)).collect();
             output::print(&rows, cli.json)
         }
-        Cmd::Stats => {
+        MapCmd::Stats => {
             let rows: Vec<StatRow> =
                 maps.stats()?.iter().map(|(s, c)| StatRow::new(*s, c)).collect();
             output::print(&rows, cli.json)

@@ -1,0 +1,188 @@
+//! The control-plane scenario shared by the tests and the benchmarks: four relays in a full
+//! mesh whose links have distinct delays (impairment elements), clients at the edges, the
+//! controller, and a stream whose outage is measured at the receiver.
+//!
+//! ```text
+//!          1 ms
+//!    r1 ───────── r4 ── b           one-way delays: r1–r2 3 ms, r1–r3 5 ms,
+//!  a ┘ ╲         ╱                  r2–r3, r2–r4, r3–r4 1 ms
+//!       r2 ─── r3
+//! ```
+
+use std::{
+    process::{Child, Stdio},
+    sync::mpsc::Receiver,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use wecan::client::RecvReport;
+
+use crate::{impair::Impairment, proc::Proc, topology::Topology};
+
+/// Packets per second of the measured stream (an outage of N packets is N / 10 ms).
+pub const RATE: u32 = 10_000;
+
+/// One-way delay of each relay link (ms): r1 reaches r4 best directly, then through r2,
+/// then through r3; the other links are short.
+pub const DELAYS: [(&str, &str, u64); 6] = [
+    ("r1", "r4", 1),
+    ("r1", "r2", 3),
+    ("r1", "r3", 5),
+    ("r2", "r3", 1),
+    ("r2", "r4", 1),
+    ("r3", "r4", 1),
+];
+
+pub fn delay(ms: u64) -> Impairment {
+    Impairment { delay: Duration::from_millis(ms), ..Impairment::default() }
+}
+
+/// The mesh with the controller on, converged: every relay link up at the controller and
+/// every relay holding a controller route to b.
+pub fn mesh(tag: &str) -> Result<Topology> {
+    let mut t = Topology::new(tag)?;
+    for (n, id) in [("r1", 1), ("r2", 2), ("r3", 3), ("r4", 4)] {
+        t.node(n, id)?;
+    }
+    t.client_node("a", 100)?;
+    t.client_node("b", 200)?;
+    for (x, y, ms) in DELAYS {
+        t.link_impaired(x, y, delay(ms))?;
+    }
+    t.link("a", "r1")?;
+    t.link("r4", "b")?;
+    t.accept_xdp_frames("b")?;
+    t.start_controller()?;
+    t.start_relay("r1", &[], &[("a", "a")])?;
+    t.start_relay("r2", &[], &[])?;
+    t.start_relay("r3", &[], &[])?;
+    t.start_relay("r4", &[], &[("b", "b")])?;
+    let url = format!("{}/v1/topology", t.controller_url().context("controller")?);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let topo = get_json(&url)?;
+        let links = topo["links"].as_array().context("topology links")?;
+        if links.iter().filter(|l| l["up"] == true).count() == 12 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("relay links never all up: {topo}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for r in ["r1", "r2", "r3", "r4"] {
+        wait_route(&t, r, 200, |_| true)?;
+    }
+    Ok(t)
+}
+
+/// GET a JSON document (from the controller, on loopback).
+pub fn get_json(url: &str) -> Result<serde_json::Value> {
+    Ok(ureq::get(url).call()?.body_mut().read_json()?)
+}
+
+/// Every relay's datapath drop counters that moved.
+pub fn drops(t: &Topology) -> Result<Vec<(String, &'static str, u64)>> {
+    let mut out = Vec::new();
+    for r in ["r1", "r2", "r3", "r4"] {
+        for (k, v) in t.stats(r)? {
+            if k.starts_with("drop_") && v > 0 {
+                out.push((r.to_string(), k, v));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `wecan routes get DST -j` on `relay`, once its origin is the controller and `ok` holds.
+pub fn wait_route(
+    t: &Topology,
+    relay: &str,
+    dst: u32,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(out) = t.cli(relay, &["-j", "routes", "get", &dst.to_string()]) {
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            let r = v[0].clone();
+            if r["origin"] == "controller" && ok(&r) {
+                return Ok(r);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{relay} has no suitable controller route to {dst}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running a → b stream: receiver in b, sender in a.
+pub struct Stream {
+    rx: Proc,
+    lines: Receiver<String>,
+    tx: Child,
+}
+
+/// Starts `count` packets a → b at `RATE`, sequence numbers from `first_seq`.
+pub fn stream(t: &Topology, count: u32, first_seq: u32) -> Result<Stream> {
+    let b = t.addr("b", "r4");
+    let (count, first) = (count.to_string(), first_seq.to_string());
+    let (rx, _, lines) = Proc::spawn_capture(
+        "receiver",
+        t.client("b").args(["recv", "--json", "--bind", &format!("{b}:7300")]).args([
+            "--count",
+            &count,
+            "--first-seq",
+            &first,
+            "--timeout",
+            "60",
+            "--idle",
+            "3",
+        ]),
+        "listening",
+        Duration::from_secs(10),
+    )?;
+    let r1 = t.addr("r1", "a");
+    let tx = t
+        .client("a")
+        .args(["send", "--to", &format!("{r1}:7300"), "--src-node", "100", "--dst-node", "200"])
+        .args(["--count", &count, "--first-seq", &first, "--rate", &RATE.to_string()])
+        .stdout(Stdio::null())
+        .spawn()?;
+    Ok(Stream { rx, lines, tx })
+}
+
+impl Stream {
+    /// Waits for the sender and the receiver's report.
+    pub fn finish(mut self) -> Result<RecvReport> {
+        if !self.tx.wait()?.success() {
+            bail!("sender failed");
+        }
+        let report = loop {
+            let line =
+                self.lines.recv_timeout(Duration::from_secs(70)).context("receiver report")?;
+            if line.starts_with('{') {
+                break serde_json::from_str(&line)?;
+            }
+        };
+        self.rx.wait(Duration::from_secs(10))?;
+        Ok(report)
+    }
+}
+
+/// Streams a → b, cuts r1's link to `hop` after 1 s (the element drops everything), and
+/// returns the outage in ms as seen by b (longest run of missing packets), with b's report.
+pub fn cut_and_measure(
+    t: &Topology,
+    hop: &str,
+    count: u32,
+    first_seq: u32,
+) -> Result<(f64, RecvReport)> {
+    let s = stream(t, count, first_seq)?;
+    std::thread::sleep(Duration::from_millis(1000));
+    t.impair("r1", hop, Impairment { drop_all: true, ..Impairment::default() });
+    let report = s.finish()?;
+    Ok((report.max_gap as f64 * 1000.0 / f64::from(RATE), report))
+}
