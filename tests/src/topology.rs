@@ -10,7 +10,7 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use wecan::datapath::{Maps, TESTKIT_OBJECT};
-use wecan_common::{stats::Stat, wire::DEFAULT_PORT};
+use wecan_common::wire::DEFAULT_PORT;
 
 use crate::{
     bins::bin,
@@ -308,12 +308,6 @@ impl Topology {
     /// The relay's probe statistics per peer (what `wecan links` shows).
     pub fn links(&self, relay: &str) -> Result<Vec<(u32, wecan_common::maps::LinkValue)>> {
         Maps::open_pinned(&self.pin_dir(relay))?.links()
-    }
-
-    /// Packets the relay forwarded in XDP (TX + redirect).
-    pub fn forwarded(&self, relay: &str) -> Result<u64> {
-        let s = self.stats(relay)?;
-        Ok(s[Stat::Tx.name()] + s[Stat::Redirect.name()])
     }
 
     /// Runs the `wecan` CLI against `relay`.

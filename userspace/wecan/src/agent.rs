@@ -19,7 +19,7 @@ use crate::{
     config::Config,
     control::{self, RouteTable},
     datapath::{self, Relay},
-    probe::{self, LinkReport, Prober, Transition},
+    probe::{self, Prober, Transition},
     slowpath::SlowPath,
     upstream::Upstream,
 };
@@ -122,11 +122,6 @@ impl Agent {
             }
         }
         Ok(())
-    }
-
-    /// Link statistics, as the prober sees them now.
-    pub fn links(&self) -> Vec<LinkReport> {
-        self.prober.reports()
     }
 
     fn publish_links(&mut self) {

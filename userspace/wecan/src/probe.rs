@@ -231,11 +231,6 @@ impl Prober {
             })
             .collect()
     }
-
-    /// Whether the link to `peer` is up.
-    pub fn is_up(&self, peer: u32) -> bool {
-        self.links.get(&peer).is_some_and(|l| l.up)
-    }
 }
 
 /// The agent's socket is dual-stack: IPv4 peers are addressed as v4-mapped IPv6.

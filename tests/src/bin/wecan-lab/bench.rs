@@ -543,7 +543,7 @@ fn markdown(r: &BTreeMap<&'static str, f64>, table: &str) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     format!(
-        "# wecan benchmarks\n\n\
+        "# wecan benchmarks\n\n{goals}\n\
 Produced by `cargo xtask bench` (this file is rewritten by every run; `cargo xtask bench --json`\n\
 prints the same figures as one JSON object on its last line). Machine: {cpus} vCPU, kernel\n\
 {kernel}Every figure is set beside a baseline measured in the same run.\n\n\
@@ -584,5 +584,39 @@ it (TTL exhausted; source no longer a peer). `testkit_gen` writes the template h
 every frame before XDP_TX, which removes the effect.\n",
         json = serde_json::to_string(r).unwrap_or_default(),
         calls = COST_CALLS,
+        goals = goals(r),
     )
+}
+
+/// The issues' goals against this run's figures.
+fn goals(r: &BTreeMap<&'static str, f64>) -> String {
+    let rows = [
+        (
+            "relay ≤ 1.5× the minimal program (IPv4)",
+            r["relay_cost_ratio_v4"],
+            "×",
+            r["relay_cost_ratio_v4"] <= 1.5,
+        ),
+        (
+            "relay ≤ 1.5× the minimal program (IPv6)",
+            r["relay_cost_ratio_v6"],
+            "×",
+            r["relay_cost_ratio_v6"] <= 1.5,
+        ),
+        ("XDP ≥ 5× the userspace relay", r["xdp_vs_userspace"], "×", r["xdp_vs_userspace"] >= 5.0),
+        ("XDP ≥ 2× kernel forwarding", r["xdp_vs_kernel"], "×", r["xdp_vs_kernel"] >= 2.0),
+        (
+            "failover < 500 ms (median)",
+            r["failover_ms_median"],
+            " ms",
+            r["failover_ms_median"] < 500.0,
+        ),
+        ("routes for 200 relays < 10 ms", r["route_ms_200"], " ms", r["route_ms_200"] < 10.0),
+        ("routes for 1,000 relays < 500 ms", r["route_ms_1000"], " ms", r["route_ms_1000"] < 500.0),
+    ];
+    let mut s = String::from("| goal | this run | met |\n| --- | --- | --- |\n");
+    for (goal, v, unit, met) in rows {
+        let _ = writeln!(s, "| {goal} | {v:.2}{unit} | {} |", if met { "yes" } else { "**no**" });
+    }
+    s
 }
