@@ -3,7 +3,10 @@
 //! Following Katran's split, the XDP program stays small and this library owns its maps:
 //! loading and attaching ([`datapath`]), the TOML config ([`config`]), kernel interface
 //! and route information over netlink ([`netlink`]), the agent's slow path ([`slowpath`]),
-//! relay packets for the client tool ([`client`]) and operator-facing output ([`output`]).
+//! relay packets for the client tool ([`client`]) and operator-facing output ([`output`]);
+//! link probing ([`probe`]), route computation ([`routing`]), the controller
+//! ([`controller`], [`api`]) and the agent's side of it ([`agent`], [`upstream`]); and the
+//! FEC codec for protected slow-path flows ([`fec`]).
 
 pub mod agent;
 pub mod api;
@@ -12,6 +15,7 @@ pub mod config;
 pub mod control;
 pub mod controller;
 pub mod datapath;
+pub mod fec;
 pub mod netlink;
 pub mod netns;
 pub mod output;

@@ -30,6 +30,17 @@ const TEMPLATE_LEN: usize = 14 + 20 + 8 + 24;
 #[map(name = "TESTKIT_TEMPLATE")]
 static TEMPLATE: Array<[u8; TEMPLATE_LEN]> = Array::with_max_entries(1, 0);
 
+/// The generator transmits one frame in every `GEN_EVERY[0]` it is run on (and drops the
+/// rest at once), which sets the offered load without small, slow BPF_PROG_TEST_RUN calls.
+/// Written by the benchmark; read by the generator.
+#[map(name = "TESTKIT_GEN_EVERY")]
+static GEN_EVERY: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Per-CPU generator state: index 0 frames seen, index 1 frames transmitted. Written by the
+/// generator; index 1 read by the benchmark (the offered load).
+#[map(name = "TESTKIT_GEN_COUNT")]
+static GEN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
 #[xdp]
 pub fn testkit_mac_swap_tx(ctx: XdpContext) -> u32 {
     let data = ctx.data();
@@ -51,6 +62,18 @@ pub fn testkit_gen(ctx: XdpContext) -> u32 {
     let data = ctx.data();
     if data + TEMPLATE_LEN > ctx.data_end() {
         return xdp_action::XDP_DROP;
+    }
+    let every = GEN_EVERY.get(0).copied().unwrap_or(1).max(1);
+    let (Some(seen), Some(sent)) = (GEN_COUNT.get_ptr_mut(0), GEN_COUNT.get_ptr_mut(1)) else {
+        return xdp_action::XDP_DROP;
+    };
+    // SAFETY: per-CPU slots from successful lookups.
+    unsafe {
+        *seen += 1;
+        if *seen % every != 0 {
+            return xdp_action::XDP_DROP;
+        }
+        *sent += 1;
     }
     match TEMPLATE.get(0) {
         // SAFETY: TEMPLATE_LEN bytes were bounds-checked above.
