@@ -228,6 +228,18 @@ pub fn v6(
     out
 }
 
+/// What the relay must emit for a relay packet with `payload` forwarded to 10.1.0.3, on
+/// the link it came in on.
+pub fn v4_to_same_link(f: &Fixture, payload: &[u8]) -> Vec<u8> {
+    v4(f.in_mac, SAME_LINK_MAC, [10, 1, 0, 1], [10, 1, 0, 3], 64, (PORT, PORT), payload)
+}
+
+/// What the relay must emit for a relay packet with `payload` forwarded to 10.2.0.2, on
+/// the other link.
+pub fn v4_to_other_link(f: &Fixture, payload: &[u8]) -> Vec<u8> {
+    v4(f.out_mac, OTHER_LINK_MAC, [10, 2, 0, 1], [10, 2, 0, 2], 64, (PORT, PORT), payload)
+}
+
 /// A relay packet from the peer 10.1.0.2 to us.
 pub fn from_peer(f: &Fixture, dst: u32, flow: u32, hop_limit: u8) -> Vec<u8> {
     v4(

@@ -20,15 +20,7 @@ fn ipv4_forward_same_link_is_xdp_tx_with_exact_rewrite() {
         return;
     };
     let out = f.expect(&from_peer(&f, TX_V4, 1, 5), xdp::TX, Stat::Tx);
-    let expected = v4(
-        f.in_mac,
-        SAME_LINK_MAC,
-        [10, 1, 0, 1],
-        [10, 1, 0, 3],
-        64,
-        (PORT, PORT),
-        &relay_payload(TX_V4, 1, 4),
-    );
+    let expected = v4_to_same_link(&f, &relay_payload(TX_V4, 1, 4));
     assert_eq!(out, expected);
 }
 
@@ -38,15 +30,7 @@ fn ipv4_forward_other_link_is_redirect_with_exact_rewrite() {
         return;
     };
     let out = f.expect(&from_peer(&f, REDIRECT_V4, 1, 16), xdp::REDIRECT, Stat::Redirect);
-    let expected = v4(
-        f.out_mac,
-        OTHER_LINK_MAC,
-        [10, 2, 0, 1],
-        [10, 2, 0, 2],
-        64,
-        (PORT, PORT),
-        &relay_payload(REDIRECT_V4, 1, 15),
-    );
+    let expected = v4_to_other_link(&f, &relay_payload(REDIRECT_V4, 1, 15));
     assert_eq!(out, expected);
 }
 
@@ -58,15 +42,7 @@ fn ipv4_without_udp_checksum_stays_without() {
     let mut pkt = from_peer(&f, TX_V4, 1, 5);
     pkt[40..42].copy_from_slice(&[0, 0]);
     let out = f.expect(&pkt, xdp::TX, Stat::Tx);
-    let mut expected = v4(
-        f.in_mac,
-        SAME_LINK_MAC,
-        [10, 1, 0, 1],
-        [10, 1, 0, 3],
-        64,
-        (PORT, PORT),
-        &relay_payload(TX_V4, 1, 4),
-    );
+    let mut expected = v4_to_same_link(&f, &relay_payload(TX_V4, 1, 4));
     expected[40..42].copy_from_slice(&[0, 0]);
     assert_eq!(out, expected);
 }
@@ -77,15 +53,7 @@ fn per_flow_override_wins_over_destination_route() {
         return;
     };
     let out = f.expect(&from_peer(&f, REDIRECT_V4, OVERRIDE_FLOW, 5), xdp::TX, Stat::Tx);
-    let expected = v4(
-        f.in_mac,
-        SAME_LINK_MAC,
-        [10, 1, 0, 1],
-        [10, 1, 0, 3],
-        64,
-        (PORT, PORT),
-        &relay_payload(REDIRECT_V4, OVERRIDE_FLOW, 4),
-    );
+    let expected = v4_to_same_link(&f, &relay_payload(REDIRECT_V4, OVERRIDE_FLOW, 4));
     assert_eq!(out, expected);
 }
 
