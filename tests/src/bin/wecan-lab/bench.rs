@@ -631,12 +631,13 @@ fn render(r: &BTreeMap<&'static str, f64>) -> String {
 
 fn markdown(r: &BTreeMap<&'static str, f64>, table: &str) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let kernel = kernel.trim();
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     format!(
         "# wecan benchmarks\n\n{goals}\n\
 Produced by `cargo xtask bench` (this file is rewritten by every run; `cargo xtask bench --json`\n\
 prints the same figures as one JSON object on its last line). Machine: {cpus} vCPU, kernel\n\
-{kernel}Every figure is set beside a baseline measured in the same run.\n\n\
+{kernel}. Every figure is set beside a baseline measured in the same run.\n\n\
 ```text{table}```\n\n\
 JSON: `{json}`\n\n\
 ## What was measured\n\n\
