@@ -6,10 +6,11 @@
 //! relay packets for the client tool ([`client`]) and operator-facing output ([`output`]);
 //! link probing ([`probe`]), route computation ([`routing`]), the controller
 //! ([`controller`], [`api`]) and the agent's side of it ([`agent`], [`upstream`]); and the
-//! FEC codec for protected slow-path flows ([`fec`]).
+//! per-hop protection of slow-path flows, FEC ([`fec`]) and ARQ ([`arq`]).
 
 pub mod agent;
 pub mod api;
+pub mod arq;
 pub mod client;
 pub mod config;
 pub mod control;
