@@ -99,7 +99,9 @@ pub fn run(duration: Option<u64>) -> Result<()> {
                     size: HEADER_LEN + 100,
                     hop_limit: 16,
                 };
-                sent.fetch_add(send(&sock, &spec)?, Ordering::Relaxed);
+                // Counted before sending, so the live line never shows more delivered than sent.
+                sent.fetch_add(u64::from(spec.count), Ordering::Relaxed);
+                send(&sock, &spec)?;
                 seq = seq.wrapping_add(spec.count);
             }
             Ok(())
