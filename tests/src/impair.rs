@@ -29,7 +29,7 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use wecan::datapath::TESTKIT_OBJECT;
+use wecan::{datapath::TESTKIT_OBJECT, prng::XorShift};
 
 use crate::net::{Netns, in_netns, veth};
 
@@ -273,35 +273,11 @@ fn bind(fd: RawFd, ifindex: libc::c_int, protocol_be: u16) -> Result<()> {
     Ok(())
 }
 
-/// xorshift64* (Vigna): tiny and seeded, so loss and jitter are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// True with probability `p` (never for p <= 0, always for p >= 1).
-    fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-}
-
 /// The per-direction decisions, with separate generators so that changing the jitter does
 /// not change which frames are lost.
 struct Decide {
-    loss: Rng,
-    jitter: Rng,
+    loss: XorShift,
+    jitter: XorShift,
     /// Gilbert-Elliott state.
     bad: bool,
     /// Latest due time so far: the earliest a frame may leave without reordering.
@@ -312,7 +288,12 @@ impl Decide {
     fn new(dir: usize) -> Self {
         // Odd multiples of the golden ratio: well-mixed, nonzero seeds per direction.
         let seed = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(2 * dir as u64 + 1);
-        Self { loss: Rng(seed), jitter: Rng(!seed), bad: false, last_due: Instant::now() }
+        Self {
+            loss: XorShift::new(seed),
+            jitter: XorShift::new(!seed),
+            bad: false,
+            last_due: Instant::now(),
+        }
     }
 
     fn lose(&mut self, imp: &Impairment) -> bool {

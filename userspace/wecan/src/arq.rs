@@ -804,34 +804,7 @@ fn add_to_ranges(ranges: &mut Vec<(u32, u64)>, seq: u32, max: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// xorshift64*: deterministic test data without a `rand` dependency.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn new(seed: u64) -> Self {
-            Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-        }
-
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn chance(&mut self, p: f64) -> bool {
-            ((self.next() >> 11) as f64) < p * (1u64 << 53) as f64
-        }
-
-        fn bytes(&mut self, len: usize) -> Vec<u8> {
-            (0..len).map(|_| self.next() as u8).collect()
-        }
-    }
+    use crate::prng::XorShift;
 
     /// Loss process of one direction of the simulated link.
     #[derive(Clone, Copy, Debug)]
@@ -1119,11 +1092,11 @@ mod tests {
 
     /// A valid NACK: ranges in order from cum_ack, at least 64 apart, bit 0 set.
     fn random_nack(rng: &mut XorShift) -> Nack {
-        let cum_ack = rng.next() as u32;
+        let cum_ack = rng.next_u64() as u32;
         let mut first = cum_ack.wrapping_add(rng.below(1000) as u32);
         let ranges = (0..rng.below(MAX_NACK_RANGES as u64 + 1))
             .map(|_| {
-                let range = (first, rng.next() | 1);
+                let range = (first, rng.next_u64() | 1);
                 first = first.wrapping_add(64 + rng.below(5000) as u32);
                 range
             })
@@ -1408,10 +1381,10 @@ mod tests {
                 now += Duration::from_micros(rng.below(3000));
                 // Mostly near the window, sometimes anywhere; ages anything.
                 let seq = match rng.below(8) {
-                    0 => rng.next() as u32,
+                    0 => rng.next_u64() as u32,
                     _ => rx.base.wrapping_add(rng.below(100) as u32).wrapping_sub(20),
                 };
-                let age_us = if rng.chance(0.5) { 0 } else { rng.next() as u32 };
+                let age_us = if rng.chance(0.5) { 0 } else { rng.next_u64() as u32 };
                 rx.on_packet(Header { seq, age_us }, b"p", now);
                 assert!(rx.slots.len() <= 64);
                 let missing = rx.slots.iter().filter(|s| matches!(s, Slot::Missing(_))).count();
@@ -1423,8 +1396,8 @@ mod tests {
                 }
                 tx.sent(b"q", now);
                 let junk = Nack {
-                    cum_ack: rng.next() as u32,
-                    ranges: vec![(rng.next() as u32, rng.next())],
+                    cum_ack: rng.next_u64() as u32,
+                    ranges: vec![(rng.next_u64() as u32, rng.next_u64())],
                 };
                 tx.on_nack(&junk, now);
                 tx.expire(now);

@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 
+use crate::prng::XorShift;
+
 /// Largest data packet a group can carry (bytes).
 pub const MAX_PACKET: usize = 1500;
 
@@ -882,26 +884,6 @@ fn random_packets(count: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
     (0..count).map(|_| rng.bytes(len)).collect()
 }
 
-/// xorshift64*: deterministic test and benchmark data without a `rand` dependency.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -916,7 +898,7 @@ mod tests {
                 0 => rng.bytes(max),
                 1 => Vec::new(),
                 _ => {
-                    let len = (rng.next() % (max as u64 + 1)) as usize;
+                    let len = (rng.next_u64() % (max as u64 + 1)) as usize;
                     rng.bytes(len)
                 }
             })
@@ -941,7 +923,7 @@ mod tests {
     ) -> Result<Vec<Vec<u8>>, FecError> {
         let mut received: Vec<_> = all.iter().filter(|(i, _)| !lost.contains(i)).copied().collect();
         for i in (1..received.len()).rev() {
-            received.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+            received.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
         codec.decode(&received)
     }
@@ -950,7 +932,7 @@ mod tests {
     fn random_subset(rng: &mut XorShift, total: usize, count: usize) -> Vec<usize> {
         let mut all: Vec<usize> = (0..total).collect();
         for i in 0..count {
-            all.swap(i, i + (rng.next() % (total - i) as u64) as usize);
+            all.swap(i, i + (rng.next_u64() % (total - i) as u64) as usize);
         }
         all.truncate(count);
         all
@@ -987,7 +969,7 @@ mod tests {
             let longest = data.iter().map(Vec::len).max().unwrap();
             assert!(parity.iter().all(|p| p.len() == codec.shard_len(longest)));
             let all = shards(&data, &parity);
-            let mut shuffle = XorShift::new(rng.next());
+            let mut shuffle = XorShift::new(rng.next_u64());
             let mut check = |lost: &[usize]| {
                 let got = decode_without(&mut codec, &mut shuffle, &all, lost);
                 assert_eq!(got.as_ref(), Ok(&data), "{backend:?} k={k} m={m} lost {lost:?}");
@@ -1000,7 +982,7 @@ mod tests {
                 }
             }
             for _ in 0..20 {
-                let count = (rng.next() % (m as u64 + 1)) as usize;
+                let count = (rng.next_u64() % (m as u64 + 1)) as usize;
                 check(&random_subset(&mut rng, k + m, count));
             }
         }
@@ -1252,10 +1234,10 @@ mod tests {
             for _ in 0..2000 {
                 // Mostly real shards (some resized, flipped or replaced by noise), sometimes an
                 // index out of range or twice, in random numbers.
-                let count = (rng.next() % (k + m + 1) as u64) as usize;
+                let count = (rng.next_u64() % (k + m + 1) as u64) as usize;
                 let mut indices = random_subset(&mut rng, k + m, count);
-                match rng.next() % 8 {
-                    0 => indices.push(k + m + (rng.next() % 3) as usize),
+                match rng.next_u64() % 8 {
+                    0 => indices.push(k + m + (rng.next_u64() % 3) as usize),
                     1 if count > 0 => indices.push(indices[0]),
                     _ => {}
                 }
@@ -1267,15 +1249,15 @@ mod tests {
                             i if i < k + m => parity[i - k].clone(),
                             _ => Vec::new(),
                         };
-                        match rng.next() % 16 {
+                        match rng.next_u64() % 16 {
                             0 => {
-                                let len = (rng.next() % 1600) as usize;
+                                let len = (rng.next_u64() % 1600) as usize;
                                 bytes = rng.bytes(len);
                             }
-                            1 => bytes.truncate((rng.next() % 400) as usize),
+                            1 => bytes.truncate((rng.next_u64() % 400) as usize),
                             2 if !bytes.is_empty() => {
-                                let at = (rng.next() % bytes.len() as u64) as usize;
-                                bytes[at] ^= 1 + (rng.next() % 255) as u8;
+                                let at = (rng.next_u64() % bytes.len() as u64) as usize;
+                                bytes[at] ^= 1 + (rng.next_u64() % 255) as u8;
                             }
                             _ => {}
                         }

@@ -20,6 +20,7 @@ pub mod fec;
 pub mod netlink;
 pub mod netns;
 pub mod output;
+pub mod prng;
 pub mod probe;
 pub mod routing;
 pub mod slowpath;

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::prng::XorShift;
+
 /// Links losing this fraction of packets or more are not used at all: past this point
 /// retransmission repair dominates and the cost model stops being meaningful.
 pub const MAX_USABLE_LOSS: f64 = 0.5;
@@ -739,37 +741,6 @@ fn lfa_row(
 // ---------------------------------------------------------------------------------------------
 // Bench
 // ---------------------------------------------------------------------------------------------
-
-/// Small deterministic PRNG (xorshift64, seeded through splitmix64 so any seed works).
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Self((z ^ (z >> 31)).max(1))
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `[lo, hi)`.
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-}
 
 /// Builds a deterministic random full mesh of `n` relays (every ordered pair linked, RTT
 /// 1–100 ms, loss 0–5 %, jitter 0–5 ms), times one [`Paths::compute`] and one
