@@ -352,6 +352,12 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
+        // The element emulates a link, not a host process: real-time priority keeps its
+        // delays exact when a test loads the CPUs (`cpu::busy_for`). Without the privilege
+        // it runs as an ordinary thread.
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: sets the calling thread's policy; a failure leaves it unchanged.
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
         let counters = &self.shared.counters[self.dir];
         let mut decide = Decide::new(self.dir);
         let mut held = BinaryHeap::<Held>::new();

@@ -171,7 +171,7 @@ impl Topology {
     /// peer; `routes` maps destination node names to next-hop node names.
     pub fn config(&self, relay: &str, strangers: &[&str], routes: &[(&str, &str)]) -> String {
         let mut c = format!(
-            "node_id = {}\nport = {DEFAULT_PORT}\npin_dir = \"{}\"\ninterfaces = [{}]\n{}",
+            "node_id = {}\nport = {DEFAULT_PORT}\npin_dir = \"{}\"\ninterfaces = [{}]\n",
             self.id(relay),
             self.pin_dir(relay).display(),
             self.neighbours(relay)
@@ -179,11 +179,12 @@ impl Topology {
                 .map(|n| format!("\"{}\"", iface(n)))
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.extra.get(relay).map_or("", String::as_str),
         );
         if let Some((url, _)) = &self.controller {
             c += &format!("controller = \"{url}\"\n");
         }
+        // Last before the peer tables: it may open a table of its own (e.g. `[probes]`).
+        c += self.extra.get(relay).map_or("", String::as_str);
         for n in self.neighbours(relay) {
             if !strangers.contains(&n.as_str()) {
                 let kind = if self.find(&n).is_ok_and(|n| n.client) { "client" } else { "relay" };
@@ -200,7 +201,8 @@ impl Topology {
         c
     }
 
-    /// Adds top-level config lines (e.g. `probe_reply = "agent"`) for `relay`.
+    /// Adds config lines for `relay` (top-level keys, then at most tables such as
+    /// `[probes]`).
     pub fn set_extra(&mut self, relay: &str, toml: &str) {
         self.extra.insert(relay.into(), toml.into());
     }
