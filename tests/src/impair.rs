@@ -29,7 +29,7 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use wecan::{datapath::TESTKIT_OBJECT, prng::XorShift};
+use wecan::{datapath::TESTKIT_OBJECT, prng::XorShift, sockopt};
 
 use crate::net::{Netns, in_netns, veth};
 
@@ -217,9 +217,9 @@ fn ifindex(name: &str) -> Result<libc::c_int> {
 fn rx_socket(ifindex: libc::c_int) -> Result<OwnedFd> {
     let fd = packet_socket()?;
     let raw = fd.as_raw_fd();
-    setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1)?;
-    setsockopt(raw, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1)?;
-    setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF)?;
+    sockopt::set(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1)?;
+    sockopt::set(raw, libc::SOL_PACKET, libc::PACKET_AUXDATA, &1)?;
+    sockopt::set(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF)?;
     // Options first, then bind: only a bound protocol makes the socket receive.
     bind(raw, ifindex, (libc::ETH_P_ALL as u16).to_be())?;
     Ok(fd)
@@ -240,17 +240,6 @@ fn packet_socket() -> Result<OwnedFd> {
     }
     // SAFETY: a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> Result<()> {
-    // SAFETY: `value` is valid for size_of::<T>() bytes.
-    let r = unsafe {
-        libc::setsockopt(fd, level, name, (value as *const T).cast(), size_of::<T>() as u32)
-    };
-    if r != 0 {
-        bail!("setsockopt({level}, {name}): {}", io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn bind(fd: RawFd, ifindex: libc::c_int, protocol_be: u16) -> Result<()> {

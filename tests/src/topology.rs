@@ -44,6 +44,8 @@ pub struct Topology {
     pass_progs: Vec<Ebpf>,
     /// Extra top-level config lines per relay.
     extra: BTreeMap<String, String>,
+    /// Per relay: the `protect` table of its relay peers.
+    protect: BTreeMap<String, String>,
     controller: Option<(String, Proc)>,
     /// Links through an impairment element, by (a, b).
     impaired: Vec<((String, String), ImpairedLink)>,
@@ -68,6 +70,7 @@ impl Topology {
             agents: Vec::new(),
             pass_progs: Vec::new(),
             extra: BTreeMap::new(),
+            protect: BTreeMap::new(),
             controller: None,
             impaired: Vec::new(),
             config_dir,
@@ -187,12 +190,16 @@ impl Topology {
         c += self.extra.get(relay).map_or("", String::as_str);
         for n in self.neighbours(relay) {
             if !strangers.contains(&n.as_str()) {
-                let kind = if self.find(&n).is_ok_and(|n| n.client) { "client" } else { "relay" };
+                let client = self.find(&n).is_ok_and(|n| n.client);
                 c += &format!(
-                    "\n[[peers]]\nnode_id = {}\naddr = \"{}\"\nkind = \"{kind}\"\n",
+                    "\n[[peers]]\nnode_id = {}\naddr = \"{}\"\nkind = \"{}\"\n",
                     self.id(&n),
-                    self.addr(&n, relay)
+                    self.addr(&n, relay),
+                    if client { "client" } else { "relay" },
                 );
+                if let Some(p) = self.protect.get(relay).filter(|_| !client) {
+                    c += &format!("protect = {{ {p} }}\n");
+                }
             }
         }
         for (dst, via) in routes {
@@ -207,6 +214,23 @@ impl Topology {
         self.extra.insert(relay.into(), toml.into());
     }
 
+    /// Protects `relay`'s links to its relay peers: `fields` are the inner fields of the
+    /// peers' `protect` table (e.g. `mode = "fec+arq"`). Applies to configs written later.
+    pub fn set_protect(&mut self, relay: &str, fields: &str) {
+        self.protect.insert(relay.into(), fields.into());
+    }
+
+    /// Writes the config for `relay` (read by the next start or restart).
+    pub fn write_config(
+        &self,
+        relay: &str,
+        strangers: &[&str],
+        routes: &[(&str, &str)],
+    ) -> Result<()> {
+        let path = self.config_dir.join(format!("{relay}.toml"));
+        Ok(std::fs::write(&path, self.config(relay, strangers, routes))?)
+    }
+
     /// Writes the config and starts `wecan-agent run` for `relay`; returns once it is ready.
     pub fn start_relay(
         &mut self,
@@ -214,8 +238,7 @@ impl Topology {
         strangers: &[&str],
         routes: &[(&str, &str)],
     ) -> Result<()> {
-        let path = self.config_dir.join(format!("{relay}.toml"));
-        std::fs::write(&path, self.config(relay, strangers, routes))?;
+        self.write_config(relay, strangers, routes)?;
         self.spawn_agent(relay)
     }
 
@@ -265,7 +288,8 @@ impl Topology {
     }
 
     /// Upgrades the agent of `relay` in place: the running one exits on SIGUSR2 leaving
-    /// program, maps and links pinned, and a new one (same config) takes them over.
+    /// program, maps and links pinned, and a new one (the config as last written) takes
+    /// them over.
     pub fn restart_relay(&mut self, relay: &str) -> Result<()> {
         let i = self.agents.iter().position(|(n, _)| n == relay).context("no such agent")?;
         let (_, old) = self.agents.remove(i);

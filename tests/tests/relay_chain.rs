@@ -147,6 +147,7 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
         );
     }
     // Every packet arrived, intact, exactly once; none of X's.
+    assert_eq!(report.socket_drops, 0, "B's socket overflowed, a receiver not a relay loss");
     assert_eq!(report.unique, u64::from(COUNT), "{report:?}");
     assert_eq!((report.missing, report.corrupt, report.duplicates), (0, 0, 0), "{report:?}");
     // Three relay hops on the long path, two on the direct one.

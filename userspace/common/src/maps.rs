@@ -151,6 +151,12 @@ impl RouteOrigin {
 pub mod route_flags {
     /// The primary next hop's link is down: this entry points at the backup.
     pub const ON_BACKUP: u32 = 0x01;
+    /// Protect this route's packets on the hop to the next relay with FEC. Any protection
+    /// bit comes with [`super::RouteAction::SlowPath`]: XDP hands the packets to the agent,
+    /// which protects them (`wecan::hop`).
+    pub const PROTECT_FEC: u32 = 0x02;
+    /// Protect them with selective retransmission (ARQ).
+    pub const PROTECT_ARQ: u32 = 0x04;
 }
 
 /// Address family tags used in [`RouteValue::family`].

@@ -57,6 +57,10 @@ pub mod flags {
     pub const RELIABLE: u8 = 0x01;
     /// The packet belongs to an FEC-protected flow.
     pub const FEC: u8 = 0x02;
+    /// A per-hop protection message between two adjacent relays (kinds data, FEC parity
+    /// and NACK): addressed to the next relay, whose agent unwraps it. Its payload starts
+    /// with the hop header of `wecan::hop`.
+    pub const HOP: u8 = 0x04;
 }
 
 /// What a relay packet carries.

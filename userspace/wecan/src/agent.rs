@@ -24,6 +24,13 @@ use crate::{
     upstream::Upstream,
 };
 
+/// Loop period while protected links need their timers run.
+const PROTECT_TICK: Duration = Duration::from_millis(1);
+/// Longest wait for a packet otherwise.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How often the protection counters are published for `wecan flows`.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+
 pub struct Agent {
     cfg: Config,
     relay: Relay,
@@ -42,7 +49,7 @@ impl Agent {
         let mut table = RouteTable::new(&cfg);
         table.adopt(&relay.maps)?;
         control::apply_config(&mut relay.maps, &cfg, &table)?;
-        let slow = SlowPath::bind(cfg.node_id, cfg.port)?;
+        let slow = SlowPath::bind(&cfg)?;
         let peers = cfg
             .relay_peers()
             .map(|p| (p.node_id, SocketAddr::from((p.addr, cfg.peer_port(p)))))
@@ -64,8 +71,12 @@ impl Agent {
         let mut last_log = Instant::now();
         let report_every = Duration::from_millis(self.cfg.report_interval_ms);
         let mut last_report = Instant::now() - report_every;
+        let mut last_publish = Instant::now();
+        let state_file = Config::state_file(&self.cfg.pin_dir);
         while !stop.load(Ordering::Relaxed) {
-            let wait = self.prober.until_due().min(Duration::from_millis(100));
+            // Protection timers (NACKs, group timeouts) run at millisecond granularity.
+            let cap = if self.slow.protect.active() { PROTECT_TICK } else { IDLE_TICK };
+            let wait = self.prober.until_due().min(cap);
             let prober = &mut self.prober;
             let mut changes: Vec<Transition> = Vec::new();
             self.slow.poll(&self.relay.maps, wait, |sock, local| {
@@ -84,6 +95,7 @@ impl Agent {
                     _ => {}
                 }
             })?;
+            self.slow.tick();
             let probed = self.prober.tick(self.slow.socket()).map(|t| changes.extend(t)).is_some();
             let mut reroute = false;
             for t in &changes {
@@ -107,6 +119,13 @@ impl Agent {
             if probed || !changes.is_empty() {
                 self.publish_links();
             }
+            if self.slow.protect.active() && last_publish.elapsed() >= PUBLISH_EVERY {
+                last_publish = Instant::now();
+                let drops = self.slow.socket_drops();
+                if let Err(e) = self.slow.protect.publish(&state_file, drops) {
+                    warn!("publishing protection counters: {e:#}");
+                }
+            }
             if let Some(up) = &self.upstream
                 && (!changes.is_empty() || last_report.elapsed() >= report_every)
             {
@@ -127,6 +146,10 @@ impl Agent {
     fn publish_links(&mut self) {
         let now = probe::now_ns();
         for r in self.prober.reports() {
+            if r.received > 0 {
+                let rtt = Duration::from_secs_f64(r.rtt_us / 1e6);
+                self.slow.protect.set_link(r.peer, rtt, r.loss);
+            }
             let v = LinkValue {
                 rtt_ns: (r.rtt_us * 1000.0) as u64,
                 jitter_ns: (r.jitter_us * 1000.0) as u64,
@@ -160,6 +183,8 @@ impl Agent {
     /// Detaches and removes the pins, unless `keep_attached` (for a restart that takes the
     /// pinned program, maps and links over without a forwarding gap).
     pub fn shutdown(self, keep_attached: bool) {
+        // The counters die with this process.
+        let _ = std::fs::remove_file(Config::state_file(&self.cfg.pin_dir));
         if keep_attached {
             info!("leaving the relay attached (pins under {})", self.cfg.pin_dir.display());
             return;

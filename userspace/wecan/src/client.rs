@@ -3,6 +3,7 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
     time::{Duration, Instant},
 };
 
@@ -44,6 +45,8 @@ pub struct SendSpec {
     /// Datagram size including the relay header.
     pub size: usize,
     pub hop_limit: u8,
+    /// Relay header flags (`wire::flags`), e.g. reliable delivery.
+    pub flags: u8,
 }
 
 /// Sends `spec.count` data packets, paced to `spec.rate`. Returns packets sent.
@@ -55,6 +58,7 @@ pub fn send(sock: &UdpSocket, spec: &SendSpec) -> Result<u64> {
         let mut hdr =
             RelayHeader::new(PacketKind::Data, spec.src_node, spec.dst_node, spec.flow, seq);
         hdr.hop_limit = spec.hop_limit;
+        hdr.flags = spec.flags;
         let pkt = datagram(&hdr, spec.size);
         loop {
             match sock.send_to(&pkt, spec.to) {
@@ -99,6 +103,10 @@ pub struct RecvReport {
     /// Longest run of consecutive missing sequence numbers (an outage, in packets).
     pub max_gap: u64,
     pub min_hop_limit: Option<u8>,
+    /// Datagrams the receiving socket itself dropped (full buffer): loss at the receiver,
+    /// not in the network.
+    #[serde(default)]
+    pub socket_drops: u64,
 }
 
 /// Checks arriving packets against the sender's pattern.
@@ -188,7 +196,8 @@ pub fn receive(
             Err(e) => return Err(e).context("receive"),
         }
     }
-    Ok(rx.finish())
+    let drops = crate::sockopt::drops(sock.as_raw_fd()).context("SO_MEMINFO")?;
+    Ok(RecvReport { socket_drops: drops.into(), ..rx.finish() })
 }
 
 #[cfg(test)]
@@ -222,7 +231,8 @@ mod tests {
                 reordered: 1,
                 missing: 2,
                 max_gap: 2,
-                min_hop_limit: Some(16)
+                min_hop_limit: Some(16),
+                socket_drops: 0,
             }
         );
     }

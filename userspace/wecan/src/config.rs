@@ -5,13 +5,18 @@ use std::{
     collections::HashSet,
     net::IpAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use wecan_common::{maps::RouteAction, wire::DEFAULT_PORT};
 
-use crate::probe::ProbeSettings;
+use crate::{
+    fec,
+    hop::{FecSettings, Protect},
+    probe::ProbeSettings,
+};
 
 /// Default bpffs directory for pins; one directory per relay instance.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wecan";
@@ -83,7 +88,76 @@ pub struct PeerConfig {
     pub port: Option<u16>,
     #[serde(default)]
     pub kind: PeerKind,
+    /// Per-hop protection of routes through this peer (relay peers only).
+    #[serde(default)]
+    pub protect: ProtectConfig,
 }
+
+/// Protection of one link: routes whose next hop is this peer are handed to the agent and
+/// protected with FEC and/or ARQ on this hop (see `wecan::hop`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtectConfig {
+    /// `none` (forward in XDP), `fec`, `arq` or `fec+arq`.
+    pub mode: Protect,
+    /// Data packets per FEC group (k).
+    pub fec_group: usize,
+    /// Bounds of the parity shards per group (m), which follow the link's measured loss.
+    pub fec_min_parity: usize,
+    pub fec_max_parity: usize,
+    /// A group still open this long after its first packet is closed short.
+    pub fec_timeout_ms: u64,
+}
+
+impl Default for ProtectConfig {
+    fn default() -> Self {
+        let f = FecSettings::default();
+        Self {
+            mode: Protect::None,
+            fec_group: f.group,
+            fec_min_parity: f.min_parity,
+            fec_max_parity: f.max_parity,
+            fec_timeout_ms: f.timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl ProtectConfig {
+    pub fn fec(&self) -> FecSettings {
+        FecSettings {
+            group: self.fec_group,
+            min_parity: self.fec_min_parity,
+            max_parity: self.fec_max_parity,
+            timeout: Duration::from_millis(self.fec_timeout_ms),
+        }
+    }
+
+    fn validate(&self, at: &str) -> Result<()> {
+        let (k, lo, hi) = (self.fec_group, self.fec_min_parity, self.fec_max_parity);
+        if !(1..=MAX_GROUP).contains(&k) {
+            bail!("{at}.fec_group: {k}; must be 1..={MAX_GROUP} packets");
+        }
+        if lo == 0 || lo > hi {
+            bail!(
+                "{at}.fec_min_parity: {lo}; must be at least 1 and at most fec_max_parity ({hi})"
+            );
+        }
+        if k + hi > fec::MAX_SHARDS {
+            bail!(
+                "{at}.fec_max_parity: {hi}; fec_group + fec_max_parity must be at most {}",
+                fec::MAX_SHARDS
+            );
+        }
+        if self.fec_timeout_ms == 0 {
+            bail!("{at}.fec_timeout_ms: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Largest FEC group: a receiver tracks data indices in a 256-bit set, and bigger groups only
+/// delay repairs.
+const MAX_GROUP: usize = 128;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,6 +246,13 @@ impl Config {
             if p.port == Some(0) {
                 bail!("peers[{i}].port: 0 is not a usable UDP port");
             }
+            if p.kind == PeerKind::Client && p.protect.mode != Protect::None {
+                bail!(
+                    "peers[{i}].protect.mode: a client does not speak the hop protocol; protect \
+                     links between relays only (mode = \"none\")"
+                );
+            }
+            p.protect.validate(&format!("peers[{i}].protect"))?;
         }
         let p = &self.probes;
         if p.interval_ms == 0 || p.window == 0 || p.dead_after == 0 || p.timeout_ms == 0 {
@@ -230,6 +311,14 @@ impl Config {
     /// Node IDs of the clients attached to this relay.
     pub fn clients(&self) -> impl Iterator<Item = u32> + '_ {
         self.peers.iter().filter(|p| p.kind == PeerKind::Client).map(|p| p.node_id)
+    }
+
+    /// Where the agent publishes its per-hop protection counters for `wecan flows`: beside
+    /// nothing in bpffs (which holds only pins), so under `/run/wecan`, keyed by `pin_dir`.
+    pub fn state_file(pin_dir: &Path) -> PathBuf {
+        Path::new("/run/wecan")
+            .join(pin_dir.strip_prefix("/").unwrap_or(pin_dir))
+            .join("protection.json")
     }
 
     /// UDP port of a peer.
@@ -300,6 +389,17 @@ mod tests {
         assert!(e.contains("peers[0].node_id"), "{e}");
         let e = err("node_id = 1\n[[routes]]\ndst = 5\naction = \"teleport\"");
         assert!(e.contains("action"), "{e}");
+        let peer = "node_id = 1\n[[peers]]\nnode_id = 2\naddr = \"10.0.0.2\"\n";
+        let e = err(&format!("{peer}protect = {{ mode = \"fec+arq\", fec_group = 0 }}"));
+        assert!(e.contains("peers[0].protect.fec_group"), "{e}");
+        let e = err(&format!("{peer}protect = {{ fec_min_parity = 5, fec_max_parity = 2 }}"));
+        assert!(e.contains("peers[0].protect.fec_min_parity"), "{e}");
+        let e = err(&format!("{peer}protect = {{ mode = \"xor\" }}"));
+        assert!(e.contains("mode"), "{e}");
+        let e = err(&format!("{peer}kind = \"client\"\nprotect = {{ mode = \"arq\" }}"));
+        assert!(e.contains("peers[0].protect.mode: a client"), "{e}");
+        let ok = Config::parse(&format!("{peer}protect = {{ mode = \"fec+arq\" }}")).unwrap();
+        assert_eq!(ok.peers[0].protect.mode, Protect::FecArq);
         let e = err("node_id = 1\n[probes]\ninterval_ms = 0");
         assert!(e.contains("probes"), "{e}");
     }

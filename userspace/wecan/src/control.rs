@@ -17,6 +17,7 @@ use crate::{
     api::{PushedRoute, RoutesReply},
     config::{Config, ProbeReply},
     datapath::{Maps, RouteSel, addr_bytes},
+    hop::Protect,
     netlink,
 };
 
@@ -131,8 +132,8 @@ pub struct RouteTable {
     node_id: u32,
     /// (destination, action, next hop node) from the config file.
     statics: Vec<(u32, RouteAction, Option<u32>)>,
-    /// Address and port of every peer, by node.
-    peers: BTreeMap<u32, (IpAddr, u16)>,
+    /// Address, port and link protection of every peer, by node.
+    peers: BTreeMap<u32, (IpAddr, u16, Protect)>,
     pushed: Option<RoutesReply>,
     down: BTreeSet<u32>,
 }
@@ -147,7 +148,11 @@ impl RouteTable {
                 .filter(|r| r.flow.is_none())
                 .map(|r| (r.dst, r.action.into(), r.via))
                 .collect(),
-            peers: cfg.peers.iter().map(|p| (p.node_id, (p.addr, cfg.peer_port(p)))).collect(),
+            peers: cfg
+                .peers
+                .iter()
+                .map(|p| (p.node_id, (p.addr, cfg.peer_port(p), p.protect.mode)))
+                .collect(),
             pushed: None,
             down: BTreeSet::new(),
         }
@@ -204,14 +209,20 @@ impl RouteTable {
         let mut cache: HashMap<u32, Option<RouteValue>> = HashMap::new();
         let mut via = |node: u32, action: RouteAction, origin: RouteOrigin| {
             let template = cache.entry(node).or_insert_with(|| {
-                let (addr, port) = *self.peers.get(&node)?;
+                let (addr, port, _) = *self.peers.get(&node)?;
                 route_to(RouteAction::Forward, addr, port, node, origin)
                     .map_err(|e| warn!("route via node {node}: {e:#}"))
                     .ok()
             });
+            let protect = self.peers.get(&node).map_or(Protect::None, |p| p.2);
             template.map(|mut v| {
                 v.action = action as u8;
                 v.origin = origin as u8;
+                // A protected link's routes go through the agent, which protects the hop.
+                if protect != Protect::None && action == RouteAction::Forward {
+                    v.action = RouteAction::SlowPath as u8;
+                    v.flags = protect.route_flags();
+                }
                 v
             })
         };
@@ -236,7 +247,9 @@ impl RouteTable {
                     let on_backup = hop != r.next_hop;
                     v.generation = p.generation as u32;
                     v.backup_node = if on_backup { r.next_hop } else { r.backup.unwrap_or(0) };
-                    v.flags = if on_backup { ON_BACKUP } else { 0 };
+                    if on_backup {
+                        v.flags |= ON_BACKUP;
+                    }
                     t.insert(r.dst, v);
                 }
             }

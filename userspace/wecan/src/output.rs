@@ -8,7 +8,11 @@ use wecan_common::{
     stats::{Counter, Stat, xdp},
 };
 
-use crate::datapath::{RouteSel, addr_from};
+use crate::{
+    datapath::{RouteSel, addr_from},
+    hop::Protect,
+    protect::FlowsReport,
+};
 
 /// Prints rows as an aligned table, or as a JSON array.
 pub fn print<T: Serialize + Row>(rows: &[T], json: bool) -> Result<()> {
@@ -73,6 +77,8 @@ pub struct RouteRow {
     pub alternate: Option<u32>,
     /// The primary's link is down and the backup carries the traffic.
     pub on_backup: bool,
+    /// Per-hop protection on the link to the next hop (`none`, `fec`, `arq`, `fec+arq`).
+    pub protect: &'static str,
 }
 
 impl RouteRow {
@@ -95,6 +101,7 @@ impl RouteRow {
             generation: v.generation,
             alternate: (v.backup_node != 0).then_some(v.backup_node),
             on_backup: v.flags & route_flags::ON_BACKUP != 0,
+            protect: Protect::from_route_flags(v.flags).name(),
         }
     }
 }
@@ -104,8 +111,18 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
 }
 
 impl Row for RouteRow {
-    const HEADER: &'static [&'static str] =
-        &["DST", "FLOW", "ACTION", "NEXT-NODE", "NEXT-HOP", "SRC", "ORIGIN", "GEN", "ALTERNATE"];
+    const HEADER: &'static [&'static str] = &[
+        "DST",
+        "FLOW",
+        "ACTION",
+        "NEXT-NODE",
+        "NEXT-HOP",
+        "SRC",
+        "ORIGIN",
+        "GEN",
+        "ALTERNATE",
+        "PROTECT",
+    ];
     fn cells(&self) -> Vec<String> {
         vec![
             self.dst.to_string(),
@@ -121,6 +138,7 @@ impl Row for RouteRow {
                 (Some(n), false) => format!("{n} (backup)"),
                 (None, _) => "-".into(),
             },
+            self.protect.into(),
         ]
     }
 }
@@ -228,6 +246,97 @@ impl Row for LinkRow {
             opt(&self.age_ms),
             self.sent.to_string(),
             self.received.to_string(),
+        ]
+    }
+}
+
+/// One direction of one protected link, for `wecan flows`.
+pub struct FlowRow {
+    peer: u32,
+    dir: &'static str,
+    mode: String,
+    packets: u64,
+    groups: Option<u64>,
+    parity: Option<usize>,
+    fec_repaired: Option<u64>,
+    arq_repaired: Option<u64>,
+    nacks: u64,
+    retransmissions: Option<u64>,
+    lost: Option<u64>,
+    /// Sending side: extra bytes per payload byte. Receiving side: residual loss.
+    pct: f64,
+}
+
+impl FlowRow {
+    pub fn from_report(r: &FlowsReport) -> Vec<Self> {
+        let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+        let tx = r.tx.iter().map(|t| {
+            let s = &t.stats;
+            Self {
+                peer: t.peer,
+                dir: "tx",
+                mode: t.mode.clone(),
+                packets: s.packets,
+                groups: Some(s.fec_groups),
+                parity: Some(s.parity),
+                fec_repaired: None,
+                arq_repaired: None,
+                nacks: s.nacks_received,
+                retransmissions: Some(s.retransmissions),
+                lost: None,
+                pct: pct(s.wire_bytes.saturating_sub(s.payload_bytes), s.payload_bytes),
+            }
+        });
+        let rx = r.rx.iter().map(|x| {
+            let s = &x.stats;
+            Self {
+                peer: x.peer,
+                dir: "rx",
+                mode: "-".into(),
+                packets: s.delivered,
+                groups: None,
+                parity: None,
+                fec_repaired: Some(s.fec_repaired),
+                arq_repaired: Some(s.arq_repaired),
+                nacks: s.nacks_sent,
+                retransmissions: None,
+                lost: Some(s.lost),
+                pct: pct(s.lost, s.delivered + s.lost),
+            }
+        });
+        tx.chain(rx).collect()
+    }
+}
+
+impl Row for FlowRow {
+    const HEADER: &'static [&'static str] = &[
+        "PEER",
+        "DIR",
+        "MODE",
+        "PACKETS",
+        "GROUPS",
+        "PARITY",
+        "FEC-REP",
+        "ARQ-REP",
+        "NACKS",
+        "RETX",
+        "LOST",
+        "OVERHEAD/RESIDUAL-%",
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.peer.to_string(),
+            self.dir.into(),
+            self.mode.clone(),
+            self.packets.to_string(),
+            opt(&self.groups),
+            opt(&self.parity),
+            opt(&self.fec_repaired),
+            opt(&self.arq_repaired),
+            self.nacks.to_string(),
+            opt(&self.retransmissions),
+            opt(&self.lost),
+            format!("{:.3}", self.pct),
         ]
     }
 }

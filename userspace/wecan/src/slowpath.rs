@@ -1,7 +1,9 @@
 //! The agent's share of the datapath: relay packets XDP passes up to the kernel stack
 //! (local delivery, slow-path routes, next hops without a neighbour entry yet, IPv4
-//! fragments) arrive on the agent's UDP socket on the relay port. Local ones (probes,
-//! probe replies) go to the caller; the rest are forwarded by the same route maps, through the kernel stack, which also
+//! fragments, per-hop protection messages) arrive on the agent's UDP socket on the relay
+//! port. Local ones (probes, probe replies) go to the caller; hop messages go to the link's
+//! protection state ([`Protection`]); the rest are forwarded by the same route maps, with
+//! per-hop protection when the route asks for it, through the kernel stack, which also
 //! resolves the missing neighbour so the next packets stay in XDP.
 
 use std::{
@@ -12,18 +14,24 @@ use std::{
 
 use std::os::fd::AsRawFd;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use log::debug;
 use serde::Serialize;
 use wecan_common::{
     maps::RouteAction,
-    wire::{HEADER_LEN, RelayHeader},
+    wire::{HEADER_LEN, PacketKind, RelayHeader, flags},
 };
 
 use crate::{
+    config::Config,
     datapath::{Maps, addr_from},
+    hop::Protect,
     probe::mapped,
+    protect::Protection,
 };
+
+/// Receive buffer of the agent's socket.
+const RCVBUF: usize = 16 << 20;
 
 /// What the slow path did, by outcome.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -36,12 +44,18 @@ pub struct SlowPathStats {
     pub drop_no_route: u64,
     pub drop_hop_limit: u64,
     pub send_errors: u64,
+    /// Transit packets sent on with per-hop protection.
+    pub protected: u64,
+    /// Original packets recovered from hop messages (then forwarded).
+    pub unwrapped: u64,
 }
 
 pub struct SlowPath {
     sock: UdpSocket,
     node_id: u32,
     pub stats: SlowPathStats,
+    /// Per-hop protection state of every protected link.
+    pub protect: Protection,
 }
 
 /// A relay packet addressed to this node.
@@ -93,24 +107,26 @@ fn recv_timestamped(
 
 impl SlowPath {
     /// Binds the relay port on all addresses (IPv4 and IPv6).
-    pub fn bind(node_id: u32, port: u16) -> Result<Self> {
+    pub fn bind(cfg: &Config) -> Result<Self> {
+        let port = cfg.port;
         let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))
             .with_context(|| format!("cannot bind UDP port {port} for the slow path"))?;
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt on our socket with an int option value.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
-            )
-        };
-        if rc != 0 {
-            bail!("SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
-        }
-        Ok(Self { sock, node_id, stats: SlowPathStats::default() })
+        crate::sockopt::set(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1)
+            .context("SO_TIMESTAMPNS")?;
+        // Room for bursts (a reliable flow's held packets are released at once when a gap
+        // fills) while the agent is busy or descheduled.
+        crate::sockopt::grow_rcvbuf(sock.as_raw_fd(), RCVBUF).context("receive buffer")?;
+        Ok(Self {
+            sock,
+            node_id: cfg.node_id,
+            stats: SlowPathStats::default(),
+            protect: Protection::new(cfg),
+        })
+    }
+
+    /// Datagrams the kernel dropped on the agent's socket (buffer full).
+    pub fn socket_drops(&self) -> u64 {
+        crate::sockopt::drops(self.sock.as_raw_fd()).map_or(0, u64::from)
     }
 
     /// The socket, for replies to local packets.
@@ -136,7 +152,7 @@ impl SlowPath {
             self.sock.set_read_timeout(Some(left))?;
             match recv_timestamped(&self.sock, &mut buf) {
                 Ok((len, from, rx_ns)) => {
-                    if let Some((hdr, at)) = self.handle(maps, &mut buf[..len], from.ip()) {
+                    if let Some((hdr, at)) = self.handle(maps, &mut buf[..len], from) {
                         let payload = &buf[at..len];
                         on_local(&self.sock, Local { hdr, payload, from, rx_ns });
                     }
@@ -151,31 +167,74 @@ impl SlowPath {
         }
     }
 
-    /// Forwards a transit packet; returns the header and payload offset of a local one.
+    /// Forwards a transit packet and handles hop protection messages; returns the header and
+    /// payload offset of a local one.
     fn handle(
         &mut self,
         maps: &Maps,
         pkt: &mut [u8],
-        from: IpAddr,
+        from: SocketAddr,
     ) -> Option<(RelayHeader, usize)> {
         self.stats.received += 1;
-        let from = match from {
-            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
-            a => a,
-        };
-        if !maps.is_peer(from) {
+        let from = SocketAddr::new(unmapped(from.ip()), from.port());
+        if !maps.is_peer(from.ip()) {
             self.stats.drop_unknown_peer += 1;
             return None;
         }
-        let Ok((hdr, _)) = RelayHeader::decode(pkt) else {
+        let Ok((hdr, body)) = RelayHeader::decode(pkt) else {
             self.stats.drop_malformed += 1;
             return None;
         };
-        let local = Some((hdr, HEADER_LEN));
+        if hdr.dst_node() == self.node_id && hdr.flags & flags::HOP != 0 {
+            let body = body.to_vec();
+            self.hop_message(maps, &hdr, &body, from);
+            return None;
+        }
         if hdr.dst_node() == self.node_id {
             self.stats.local += 1;
-            return local;
+            return Some((hdr, HEADER_LEN));
         }
+        self.forward(maps, hdr, pkt)
+    }
+
+    /// A per-hop protection message from the relay `hdr.src_node()`.
+    fn hop_message(&mut self, maps: &Maps, hdr: &RelayHeader, body: &[u8], from: SocketAddr) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let r = if hdr.kind == PacketKind::Nack as u8 {
+            match self.protect.on_nack(hdr.src_node(), hdr.flags, body, now, &mut out) {
+                Ok(to) => {
+                    for p in &out {
+                        self.send(p, to.unwrap_or(from));
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            let r = self.protect.on_packet(hdr.src_node(), from, hdr.kind, body, now, &mut out);
+            for mut inner in out {
+                self.stats.unwrapped += 1;
+                let Ok((ih, _)) = RelayHeader::decode(&inner) else { continue };
+                // Delivered here is delivered: nothing local consumes protected data.
+                let _ = self.forward(maps, ih, &mut inner);
+            }
+            r
+        };
+        if let Err(e) = r {
+            debug!("hop message from node {}: {e}", hdr.src_node());
+            self.stats.drop_malformed += 1;
+        }
+    }
+
+    /// Sends a transit packet on by the route maps (protected if its route says so); returns
+    /// the header and payload offset when the route delivers locally.
+    fn forward(
+        &mut self,
+        maps: &Maps,
+        hdr: RelayHeader,
+        pkt: &mut [u8],
+    ) -> Option<(RelayHeader, usize)> {
         let route = match maps.lookup(hdr.dst_node(), hdr.flow_id()) {
             Ok(Some((_, r))) => r,
             _ => {
@@ -186,7 +245,7 @@ impl SlowPath {
         match RouteAction::from_u8(route.action) {
             Some(RouteAction::Local) => {
                 self.stats.local += 1;
-                return local;
+                return Some((hdr, HEADER_LEN));
             }
             Some(RouteAction::Forward | RouteAction::SlowPath) => {}
             None => {
@@ -202,16 +261,45 @@ impl SlowPath {
             self.stats.drop_no_route += 1;
             return None;
         };
+        let to = SocketAddr::from((next, route.next_port));
         let mut next_hdr = hdr;
         next_hdr.hop_limit -= 1;
         pkt[..HEADER_LEN].copy_from_slice(&next_hdr.to_bytes());
-        match self.sock.send_to(pkt, mapped(SocketAddr::from((next, route.next_port)))) {
-            Ok(_) => self.stats.forwarded += 1,
-            Err(e) => {
-                debug!("slow path send to {next}: {e}");
-                self.stats.send_errors += 1;
-            }
+        let mode = Protect::from_route_flags(route.flags);
+        if mode == Protect::None {
+            self.send(pkt, to);
+            self.stats.forwarded += 1;
+            return None;
         }
+        let mut out = Vec::new();
+        self.protect.send(route.next_node, to, mode, pkt, Instant::now(), &mut out);
+        for p in &out {
+            self.send(p, to);
+        }
+        self.stats.protected += 1;
         None
+    }
+
+    /// Runs the protection timers (FEC group timeouts, NACKs, resends).
+    pub fn tick(&mut self) {
+        let mut out = Vec::new();
+        self.protect.poll(Instant::now(), &mut out);
+        for (to, p) in &out {
+            self.send(p, *to);
+        }
+    }
+
+    fn send(&mut self, pkt: &[u8], to: SocketAddr) {
+        if let Err(e) = self.sock.send_to(pkt, mapped(to)) {
+            debug!("slow path send to {to}: {e}");
+            self.stats.send_errors += 1;
+        }
+    }
+}
+
+fn unmapped(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+        a => a,
     }
 }

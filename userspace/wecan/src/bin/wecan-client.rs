@@ -1,12 +1,13 @@
 //! wecan-client: send and receive relay packets (used by the demo and the tests).
 //!
 //! ```text
-//! wecan-client send --to ADDR:PORT --src-node A --dst-node B [--flow F] [--count N] [--rate PPS] [--size BYTES]
+//! wecan-client send --to ADDR:PORT --src-node A --dst-node B [--flow F] [--count N] [--rate PPS] [--size BYTES] [--reliable]
 //! wecan-client recv --bind ADDR:PORT --count N [--timeout SECS] [--json]
 //! ```
 
 use std::{
     net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
     time::Duration,
 };
 
@@ -14,9 +15,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use wecan::{
     client::{self, Receiver, SendSpec},
-    netns,
+    netns, sockopt,
 };
-use wecan_common::wire::{DEFAULT_HOP_LIMIT, HEADER_LEN};
+use wecan_common::wire::{DEFAULT_HOP_LIMIT, HEADER_LEN, flags};
 
 #[derive(Parser)]
 #[command(version, about = "Send and receive wecan relay packets")]
@@ -56,6 +57,10 @@ enum Cmd {
         size: usize,
         #[arg(long, default_value_t = DEFAULT_HOP_LIMIT)]
         hop_limit: u8,
+        /// Ask for reliable, in-order delivery (relays protecting a hop with ARQ retry until
+        /// delivered instead of giving up at a deadline).
+        #[arg(long)]
+        reliable: bool,
     },
     /// Receive and verify data packets; prints a report.
     Recv {
@@ -72,6 +77,10 @@ enum Cmd {
         /// Stop after this many seconds without a packet.
         #[arg(long, default_value_t = 3.0)]
         idle: f64,
+        /// Socket receive buffer in bytes: large, so a receiver descheduled for a moment
+        /// on a busy machine loses nothing.
+        #[arg(long, default_value_t = 8 << 20)]
+        rcvbuf: usize,
         #[arg(short, long)]
         json: bool,
     },
@@ -101,6 +110,7 @@ fn real_main() -> Result<()> {
             rate,
             size,
             hop_limit,
+            reliable,
         } => {
             if !(HEADER_LEN..=65_000).contains(&size) {
                 bail!(
@@ -111,14 +121,25 @@ fn real_main() -> Result<()> {
                 if to.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() }
             });
             let sock = UdpSocket::bind(local).with_context(|| format!("--bind {local}"))?;
-            let spec =
-                SendSpec { to, src_node, dst_node, flow, first_seq, count, rate, size, hop_limit };
+            let spec = SendSpec {
+                to,
+                src_node,
+                dst_node,
+                flow,
+                first_seq,
+                count,
+                rate,
+                size,
+                hop_limit,
+                flags: if reliable { flags::RELIABLE } else { 0 },
+            };
             let sent = client::send(&sock, &spec)?;
             println!("sent {sent}");
             Ok(())
         }
-        Cmd::Recv { bind, count, first_seq, timeout, idle, json } => {
+        Cmd::Recv { bind, count, first_seq, timeout, idle, rcvbuf, json } => {
             let sock = UdpSocket::bind(bind).with_context(|| format!("--bind {bind}"))?;
+            sockopt::grow_rcvbuf(sock.as_raw_fd(), rcvbuf).context("--rcvbuf")?;
             // Tests and the demo start senders after this line.
             println!("listening {bind}");
             let report = client::receive(

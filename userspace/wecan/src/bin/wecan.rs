@@ -5,6 +5,7 @@
 //! wecan peers list | add ADDR --node N | del ADDR
 //! wecan stats
 //! wecan links
+//! wecan flows
 //! wecan controller [--url URL] topology | routes [--node N]
 //! ```
 //! `-j/--json` prints JSON instead of a table.
@@ -19,7 +20,8 @@ use wecan::{
     control,
     datapath::{Maps, RouteSel, describe},
     netns,
-    output::{self, LinkRow, PeerRow, RouteRow, StatRow},
+    output::{self, FlowRow, LinkRow, PeerRow, RouteRow, Row, StatRow},
+    protect::FlowsReport,
 };
 use wecan_common::{
     maps::{RouteAction, RouteOrigin, RouteValue},
@@ -74,6 +76,9 @@ enum MapCmd {
     Stats,
     /// Link quality to each relay peer, from the agent's probes.
     Links,
+    /// Per-hop protection of each protected link (FEC groups, repairs, NACKs,
+    /// retransmissions, residual loss), as the running agent last published it.
+    Flows,
 }
 
 #[derive(Subcommand)]
@@ -233,6 +238,9 @@ fn real_main() -> Result<()> {
         Some(c) => Config::load(c)?.pin_dir,
         None => cli.pin_dir.clone(),
     };
+    if let MapCmd::Flows = cmd {
+        return flows(&pin_dir, cli.json);
+    }
     let mut maps = Maps::open_pinned(&pin_dir)?;
     match cmd {
         MapCmd::Routes(RoutesCmd::List) => {
@@ -308,5 +316,33 @@ fn real_main() -> Result<()> {
                 maps.stats()?.iter().map(|(s, c)| StatRow::new(*s, c)).collect();
             output::print(&rows, cli.json)
         }
+        MapCmd::Flows => unreachable!("handled before opening the maps"),
     }
+}
+
+fn flows(pin_dir: &std::path::Path, json: bool) -> Result<()> {
+    let path = Config::state_file(pin_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&FlowsReport::default())?);
+            } else {
+                println!("no protected links (the agent has not protected any packet yet)");
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let report: FlowsReport = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a protection report", path.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        output::table(FlowRow::HEADER, FlowRow::from_report(&report).iter().map(Row::cells))
+    );
+    Ok(())
 }
