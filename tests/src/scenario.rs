@@ -186,3 +186,119 @@ pub fn cut_and_measure(
     let report = s.finish()?;
     Ok((report.max_gap as f64 * 1000.0 / f64::from(RATE), report))
 }
+
+/// The per-hop protection scenario shared by `tests/tests/protection.rs` and the benchmarks:
+///
+/// ```text
+///   a ── r1 ~~ r2 ~~ r3 ~~ r4 ── b       ~~ : `loss` random loss each way, 1 ms delay
+/// ```
+pub mod lossy {
+    use super::*;
+    use wecan::protect::FlowsReport;
+
+    pub const RELAYS: [&str; 4] = ["r1", "r2", "r3", "r4"];
+    /// Bytes per packet, relay header included: a typical media packet.
+    pub const SIZE: usize = 1000;
+
+    /// Static routes of each relay along the chain.
+    pub fn routes(r: &str) -> Vec<(&'static str, &'static str)> {
+        match r {
+            "r1" => vec![("b", "r2"), ("a", "a")],
+            "r2" => vec![("b", "r3"), ("a", "r1")],
+            "r3" => vec![("b", "r4"), ("a", "r2")],
+            _ => vec![("b", "b"), ("a", "r3")],
+        }
+    }
+
+    /// The chain with its agents running, unprotected.
+    pub fn chain(tag: &str, loss: f64) -> Result<Topology> {
+        let mut t = Topology::new(tag)?;
+        for (i, r) in RELAYS.iter().enumerate() {
+            t.node(r, i as u32 + 1)?;
+        }
+        t.client_node("a", 100)?;
+        t.client_node("b", 200)?;
+        let lossy = Impairment { delay: Duration::from_millis(1), loss, ..Default::default() };
+        t.link("a", "r1")?;
+        for (x, y) in [("r1", "r2"), ("r2", "r3"), ("r3", "r4")] {
+            t.link_impaired(x, y, lossy)?;
+        }
+        t.link("r4", "b")?;
+        t.accept_xdp_frames("b")?;
+        for r in RELAYS {
+            t.start_relay(r, &[], &routes(r))?;
+        }
+        Ok(t)
+    }
+
+    /// Restarts r1..r3 in place with `mode` on their relay links, and lets the probes
+    /// measure the links (which sets the parity) before returning.
+    pub fn protect(t: &mut Topology, mode: &str) -> Result<()> {
+        for r in ["r1", "r2", "r3"] {
+            t.set_protect(r, &format!("mode = \"{mode}\""));
+            t.write_config(r, &[], &routes(r))?;
+            t.restart_relay(r)?;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        Ok(())
+    }
+
+    /// Streams `count` packets of [`SIZE`] bytes a → b at [`RATE`] and returns b's report.
+    pub fn stream(t: &Topology, count: u32, first_seq: u32, reliable: bool) -> Result<RecvReport> {
+        let b = t.addr("b", "r4");
+        let (n, first) = (count.to_string(), first_seq.to_string());
+        let (rx, _, lines) = Proc::spawn_capture(
+            "receiver",
+            t.client("b").args(["recv", "--json", "--bind", &format!("{b}:7300")]).args([
+                "--count",
+                &n,
+                "--first-seq",
+                &first,
+                "--timeout",
+                "90",
+                "--idle",
+                "4",
+            ]),
+            "listening",
+            Duration::from_secs(10),
+        )?;
+        let r1 = t.addr("r1", "a");
+        let mut send = t.client("a");
+        send.args(["send", "--to", &format!("{r1}:7300"), "--src-node", "100"])
+            .args(["--dst-node", "200", "--count", &n, "--first-seq", &first])
+            .args(["--rate", &RATE.to_string(), "--size", &SIZE.to_string()])
+            .stdout(Stdio::null());
+        if reliable {
+            send.arg("--reliable");
+        }
+        if !send.status()?.success() {
+            bail!("sender failed");
+        }
+        let report = loop {
+            let line = lines.recv_timeout(Duration::from_secs(100)).context("receiver report")?;
+            if line.starts_with('{') {
+                break serde_json::from_str(&line)?;
+            }
+        };
+        rx.wait(Duration::from_secs(10))?;
+        Ok(report)
+    }
+
+    /// `wecan flows -j` of `relay`.
+    pub fn flows(t: &Topology, relay: &str) -> Result<FlowsReport> {
+        Ok(serde_json::from_str(&t.cli(relay, &["-j", "flows"])?)?)
+    }
+
+    /// Extra bytes per payload byte over the three protected hops so far (hop packets sent
+    /// by r1..r3 toward b, against the packets they carried).
+    pub fn overhead(t: &Topology) -> Result<f64> {
+        let (mut extra, mut payload) = (0u64, 0u64);
+        for (i, r) in ["r1", "r2", "r3"].iter().enumerate() {
+            let f = flows(t, r)?;
+            let tx = f.tx.iter().find(|x| x.peer == i as u32 + 2).context("tx to next relay")?;
+            extra += tx.stats.wire_bytes - tx.stats.payload_bytes;
+            payload += tx.stats.payload_bytes;
+        }
+        Ok(extra as f64 / payload.max(1) as f64)
+    }
+}

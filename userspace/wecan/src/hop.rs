@@ -28,6 +28,10 @@
 //! - **NACK** (kind NACK, from the receiving relay back): hop header echoing the sender's
 //!   epoch, then an `arq::Nack`. The relay header's [`flags::RELIABLE`] says which of the
 //!   link's two ARQ streams it is for.
+//! - **loss report** (kind NACK with [`hop_flags::REPORT`], every 100 ms while FEC groups
+//!   arrive): hop header echoing the epoch, then `expected (u32) ‖ arrived (u32)`: the FEC
+//!   shards of the groups the receiver has finished with, and how many of them arrived, both
+//!   cumulative (wrapping), so a lost report only delays the next sample.
 //!
 //! The **epoch** is the sender's start time in milliseconds: a receiver that sees a newer epoch
 //! (the upstream agent restarted and numbers from 0 again) starts afresh; older ones are stale.
@@ -36,10 +40,13 @@
 //!
 //! A link has two ARQ streams, deadline and reliable, picked per packet by the original
 //! header's [`flags::RELIABLE`]; FEC groups span both. The parity count `m` follows the link's
-//! one-way loss (fed from the agent's probes through [`LinkTx::set_loss`]): the smallest `m`
+//! one-way loss, measured by the receiver's loss reports (before the first one, the agent's
+//! probes: [`LinkTx::probe_loss`]), smoothed: the smallest `m`
 //! within the configured bounds that leaves a group unrecoverable with probability at most
 //! 1 % with ARQ behind it (ARQ repairs the rest more cheaply than more parity would) or 0.01 %
-//! without.
+//! without. Repairs are made sturdy cheaply, as they are a small part of the traffic: NACKs go
+//! out twice, and on a link losing 1 % or more so do resends; a repair is needed only where
+//! loss already struck, and losing it too costs a round trip the deadline may not have.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -67,12 +74,23 @@ pub mod hop_flags {
     pub const FEC: u8 = 0x01;
     /// The unit's ARQ sequence number is tracked.
     pub const ARQ: u8 = 0x02;
+    /// A loss report (kind NACK) instead of a NACK.
+    pub const REPORT: u8 = 0x04;
 }
 
 /// FEC groups a receiver keeps at once; older ones are given up.
 const MAX_GROUPS: usize = 4096;
-/// How long a receiver waits for the shards of a group.
-const GROUP_TTL: Duration = Duration::from_secs(1);
+/// How long a receiver waits for the shards of a group; then it counts the group's shards for
+/// the loss report.
+const GROUP_TTL: Duration = Duration::from_millis(300);
+/// How often a receiver reports the shards it got.
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+/// Shards a report must cover to count as a loss sample.
+const MIN_REPORT_SHARDS: u32 = 50;
+/// Link loss from which resends are sent twice.
+const DUP_LOSS: f64 = 0.01;
+/// Copies of each NACK: they are small and rare, and a lost NACK costs a retry interval.
+const NACK_COPIES: usize = 2;
 /// Weight of a new loss sample in the sender's smoothed loss estimate.
 const LOSS_GAIN: f64 = 0.1;
 
@@ -333,6 +351,10 @@ pub struct LinkTx {
     pending_flags: u8,
     codecs: HashMap<(usize, usize), Codec>,
     loss: Option<f64>,
+    /// Whether ARQ backs the FEC (sets the parity target).
+    with_arq: bool,
+    /// The last loss report (expected, arrived), once one came.
+    report: Option<(u32, u32)>,
     stats: TxStats,
 }
 
@@ -352,12 +374,22 @@ impl LinkTx {
             pending_flags: 0,
             codecs: HashMap::new(),
             loss: None,
+            with_arq: false,
+            report: None,
             stats: TxStats { parity: fec.min_parity, ..TxStats::default() },
+        }
+    }
+
+    /// A one-way loss estimate from the probes; used until the receiver's reports come.
+    pub fn probe_loss(&mut self, sample: f64, with_arq: bool) {
+        if self.report.is_none() {
+            self.set_loss(sample, with_arq);
         }
     }
 
     /// Feeds a one-way loss sample of the link (0..1); the parity count follows it.
     pub fn set_loss(&mut self, sample: f64, with_arq: bool) {
+        self.with_arq = with_arq;
         let sample = sample.clamp(0.0, 1.0);
         let loss = self.loss.map_or(sample, |l| l + LOSS_GAIN * (sample - l));
         self.loss = Some(loss);
@@ -432,6 +464,9 @@ impl LinkTx {
         out: &mut Vec<Vec<u8>>,
     ) -> Result<(), HopError> {
         let (hop, body) = HopHeader::decode(body)?;
+        if hop.flags & hop_flags::REPORT != 0 {
+            return self.on_report(&hop, body);
+        }
         let nack = arq::Nack::decode(body).map_err(HopError::Arq)?;
         self.stats.nacks_received += 1;
         if hop.epoch != self.epoch {
@@ -445,11 +480,34 @@ impl LinkTx {
         Ok(())
     }
 
+    /// A loss report: the shards lost since the previous report are the loss sample.
+    fn on_report(&mut self, hop: &HopHeader, body: &[u8]) -> Result<(), HopError> {
+        let Some(b) = body.first_chunk::<8>().filter(|_| body.len() == 8) else {
+            return Err(HopError::Truncated { have: body.len(), need: 8 });
+        };
+        if hop.epoch != self.epoch {
+            return Ok(());
+        }
+        let expected = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let arrived = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+        let (e0, a0) = self.report.unwrap_or((0, 0));
+        let (de, da) = (expected.wrapping_sub(e0), arrived.wrapping_sub(a0));
+        // A report older than the last (reordered) or covering too few shards: keep waiting.
+        if de >= 1 << 31 || da > de || de < MIN_REPORT_SHARDS {
+            return Ok(());
+        }
+        self.report = Some((expected, arrived));
+        self.set_loss(1.0 - f64::from(da) / f64::from(de), self.with_arq);
+        Ok(())
+    }
+
     pub fn stats(&self) -> TxStats {
         let expired = self.arq.iter().flatten().map(|s| s.stats().expired).sum();
         TxStats { expired, ..self.stats }
     }
 
+    /// Resends go out twice on a link losing at least [`DUP_LOSS`] (see the module docs); two
+    /// copies cost little, as resends are a small fraction of the traffic.
     fn resend(&mut self, class: usize, h: arq::Header, pkt: &[u8], out: &mut Vec<Vec<u8>>) {
         self.stats.retransmissions += 1;
         let hop =
@@ -457,6 +515,9 @@ impl LinkTx {
         let rflags = if class == 1 { flags::RELIABLE } else { 0 };
         let p =
             hop_packet(PacketKind::Data, self.node, self.peer, rflags, hop, &[&h.encode(), pkt]);
+        if self.stats.loss >= DUP_LOSS {
+            self.emit(p.clone(), out);
+        }
         self.emit(p, out);
     }
 
@@ -547,19 +608,31 @@ struct Group {
     /// Received shards by index (data units and parity), until the group is done.
     shards: Vec<(usize, Vec<u8>)>,
     /// Data indices received or rebuilt.
-    have: [u64; 4],
+    have: Bits,
+    /// Shard indices (data and parity) that arrived, for the loss report.
+    arrived: Bits,
     done: bool,
 }
 
-impl Group {
+/// A set of shard indices (below [`fec::MAX_SHARDS`]).
+#[derive(Default)]
+struct Bits([u64; 4]);
+
+impl Bits {
     fn has(&self, i: usize) -> bool {
-        self.have[i / 64] & (1 << (i % 64)) != 0
+        self.0[i / 64] & (1 << (i % 64)) != 0
     }
     fn mark(&mut self, i: usize) {
-        self.have[i / 64] |= 1 << (i % 64);
+        self.0[i / 64] |= 1 << (i % 64);
     }
+    fn count(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+}
+
+impl Group {
     fn data_count(&self, k: usize) -> usize {
-        (0..k).filter(|&i| self.has(i)).count()
+        (0..k).filter(|&i| self.have.has(i)).count()
     }
 }
 
@@ -572,6 +645,9 @@ pub struct LinkRx {
     arq: [Option<arq::Receiver>; 2],
     groups: BTreeMap<u32, Group>,
     codecs: HashMap<(usize, usize), Codec>,
+    /// Shards of finished groups and how many arrived (cumulative, wrapping).
+    shards: (u32, u32),
+    last_report: Option<Instant>,
     stats: RxStats,
 }
 
@@ -586,6 +662,8 @@ impl LinkRx {
             arq: [None, None],
             groups: BTreeMap::new(),
             codecs: HashMap::new(),
+            shards: (0, 0),
+            last_report: None,
             stats: RxStats::default(),
         }
     }
@@ -651,7 +729,8 @@ impl LinkRx {
             born: now,
             shape: None,
             shards: Vec::new(),
-            have: [0; 4],
+            have: Bits::default(),
+            arrived: Bits::default(),
             done: false,
         });
         let i = usize::from(hop.index);
@@ -662,18 +741,22 @@ impl LinkRx {
                 Some(s) if s != shape => return Err(self.bad_group(&hop)),
                 Some(_) => {}
             }
-            if !g.done && !g.shards.iter().any(|(j, _)| *j == i) {
-                g.shards.push((i, rest.to_vec()));
+            if !g.arrived.has(i) {
+                g.arrived.mark(i);
+                if !g.done {
+                    g.shards.push((i, rest.to_vec()));
+                }
             }
         } else {
-            if g.has(i) {
+            if g.have.has(i) {
                 self.stats.duplicates += 1;
                 return Ok(());
             }
             if g.shape.is_some_and(|(k, _, _)| i >= k) {
                 return Err(self.bad_group(&hop));
             }
-            g.mark(i);
+            g.have.mark(i);
+            g.arrived.mark(i);
             if !g.done {
                 g.shards.push((i, rest.to_vec()));
             }
@@ -705,13 +788,13 @@ impl LinkRx {
         let received: Vec<(usize, &[u8])> =
             g.shards.iter().map(|(i, s)| (*i, s.as_slice())).collect();
         let rebuilt = codec(&mut self.codecs, k, m).and_then(|c| c.decode(&received));
-        let missing: Vec<usize> = (0..k).filter(|&i| !g.has(i)).collect();
+        let missing: Vec<usize> = (0..k).filter(|&i| !g.have.has(i)).collect();
         g.done = true;
         g.shards = Vec::new();
         match rebuilt {
             Ok(units) => {
                 for &i in &missing {
-                    g.mark(i);
+                    g.have.mark(i);
                 }
                 for i in missing {
                     self.stats.fec_repaired += 1;
@@ -743,8 +826,12 @@ impl LinkRx {
                 break;
             }
             let g = self.groups.remove(&id).expect("first key exists");
-            if let (Some((k, _, gflags)), false) = (g.shape, g.done) {
-                self.give_up((k - g.data_count(k)) as u64, gflags);
+            if let Some((k, m, gflags)) = g.shape {
+                self.shards.0 = self.shards.0.wrapping_add((k + m) as u32);
+                self.shards.1 = self.shards.1.wrapping_add(g.arrived.count().min((k + m) as u32));
+                if !g.done {
+                    self.give_up((k - g.data_count(k)) as u64, gflags);
+                }
             }
         }
     }
@@ -782,6 +869,14 @@ impl LinkRx {
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
         self.expire_groups(now);
         let Some(epoch) = self.epoch else { return };
+        if self.shards.0 != 0 && self.last_report.is_none_or(|t| now - t >= REPORT_EVERY) {
+            self.last_report = Some(now);
+            let hop = HopHeader { epoch, group: 0, index: 0, k: 0, m: 0, flags: hop_flags::REPORT };
+            let mut body = [0u8; 8];
+            body[..4].copy_from_slice(&self.shards.0.to_be_bytes());
+            body[4..].copy_from_slice(&self.shards.1.to_be_bytes());
+            out.push(hop_packet(PacketKind::Nack, self.node, self.peer, 0, hop, &[&body]));
+        }
         for class in 0..2 {
             let Some(r) = self.arq[class].as_mut() else { continue };
             let before = r.stats();
@@ -792,14 +887,17 @@ impl LinkRx {
                 let hop =
                     HopHeader { epoch, group: 0, index: 0, k: 0, m: 0, flags: hop_flags::ARQ };
                 let rflags = if class == 1 { flags::RELIABLE } else { 0 };
-                out.push(hop_packet(
-                    PacketKind::Nack,
-                    self.node,
-                    self.peer,
-                    rflags,
-                    hop,
-                    &[&nack.encode()],
-                ));
+                let body = nack.encode();
+                for _ in 0..NACK_COPIES {
+                    out.push(hop_packet(
+                        PacketKind::Nack,
+                        self.node,
+                        self.peer,
+                        rflags,
+                        hop,
+                        &[&body],
+                    ));
+                }
                 self.stats.nacks_sent += 1;
             }
             let after = r.stats();

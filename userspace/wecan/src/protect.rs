@@ -98,7 +98,7 @@ impl Protection {
         let loss = 1.0 - (1.0 - rtt_loss.clamp(0.0, 1.0)).sqrt();
         self.measured.insert(peer, Measured { rtt, loss });
         if let Some(tx) = self.tx.get_mut(&peer) {
-            tx.link.set_loss(loss, tx.mode.arq());
+            tx.link.probe_loss(loss, tx.mode.arq());
         }
     }
 
@@ -122,12 +122,12 @@ impl Protection {
         let loss = self.measured.get(&peer).map(|m| m.loss);
         let tx = self.tx.entry(peer).or_insert_with(|| {
             let mut link = LinkTx::new(node, peer, fec, rtt, epoch);
-            link.set_loss(loss.unwrap_or(0.0), mode.arq());
+            link.probe_loss(loss.unwrap_or(0.0), mode.arq());
             Tx { link, to, mode }
         });
         if tx.mode != mode {
             tx.mode = mode;
-            tx.link.set_loss(loss.unwrap_or(0.0), mode.arq());
+            tx.link.probe_loss(loss.unwrap_or(0.0), mode.arq());
         }
         tx.to = to;
         tx.link.send(mode, pkt, now, out);

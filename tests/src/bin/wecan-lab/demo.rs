@@ -1,7 +1,7 @@
 //! The demo network: a newcomer's first look at wecan.
 //!
 //! ```text
-//!   A ── R1 ── R2 ── R3 ── B        clients A (node 100), B (node 200); relays 1, 2, 3
+//!   A ── R1 ── R2 ~~ R3 ── B        clients A (node 100), B (node 200); relays 1, 2, 3
 //!         └──────────┘               R1 ── R3: a direct link; relay links have 1 ms delay
 //! ```
 //!
@@ -9,7 +9,9 @@
 //! links and report to the controller, which pushes routes. A streams relay packets to B,
 //! and every second the demo prints what each relay's datapath did and which way R1 sends
 //! B's traffic. Every 10 s the direct link turns congested (20 ms delay) or clears (1 ms),
-//! and the controller steers the traffic accordingly.
+//! and the controller steers the traffic accordingly. The R2 ~~ R3 link loses 5 % of its
+//! packets; R2 protects its links with FEC+ARQ, so while traffic goes through R2 its agent
+//! protects that hop and R3's agent repairs it (`wecan flows`).
 
 use std::{
     net::UdpSocket,
@@ -25,6 +27,7 @@ use anyhow::Result;
 use wecan::client::{SendSpec, fill_payload, send};
 use wecan_common::wire::{HEADER_LEN, RelayHeader};
 use wecan_tests::{
+    impair::Impairment,
     net::in_netns,
     scenario::{delay, wait_route},
     topology::Topology,
@@ -33,6 +36,8 @@ use wecan_tests::{
 use crate::stopped;
 
 const RATE: u32 = 20_000;
+/// Loss of the R2 ~~ R3 link, each way.
+const LOSSY: f64 = 0.05;
 const RELAYS: [&str; 3] = ["r1", "r2", "r3"];
 
 pub fn run(duration: Option<u64>) -> Result<()> {
@@ -50,6 +55,8 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     for (x, y) in [("r1", "r2"), ("r2", "r3"), ("r1", "r3")] {
         t.link_impaired(x, y, delay(1))?;
     }
+    t.impair("r2", "r3", Impairment { loss: LOSSY, ..delay(1) });
+    t.set_protect("r2", "mode = \"fec+arq\"");
     t.accept_xdp_frames("b")?;
     t.start_controller()?;
     t.start_relay("r1", &[], &[("a", "a")])?;
@@ -110,7 +117,7 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     };
 
     println!(
-        "A → B at {RATE} packets/s through the XDP relays. {}\n",
+        "A → B at {RATE} packets/s through the XDP relays; R2 protects the lossy R2 ~~ R3 hop. {}\n",
         match duration {
             Some(d) => format!("Running for {d} s."),
             None => "Ctrl-C to stop.".into(),
@@ -159,6 +166,9 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     rx_stop.store(true, Ordering::Relaxed);
     receiver.join().map_err(|_| anyhow::anyhow!("receiver panicked"))?;
     println!("\nfinal counters of r1 (`wecan stats`):\n{}", t.cli("r1", &["stats"])?);
+    for r in ["r2", "r3"] {
+        println!("per-hop protection at {r} (`wecan flows`):\n{}", t.cli(r, &["flows"])?);
+    }
     let (s, d) = (sent.load(Ordering::Relaxed), delivered.load(Ordering::Relaxed));
     println!(
         "A → B: sent {s}, delivered {d} ({:.3} %), corrupt {}",

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod protection;
 
 #[derive(Parser)]
 #[command(about = "wecan demo network and benchmarks")]

@@ -128,7 +128,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
     };
     if cfg.adaptive {
         for tx in &mut c.tx {
-            tx.set_loss(cfg.loss, cfg.mode.arq());
+            tx.probe_loss(cfg.loss, cfg.mode.arq());
         }
     }
     let gap = 1e9 / f64::from(cfg.rate_pps.max(1));
