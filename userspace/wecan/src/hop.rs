@@ -176,7 +176,8 @@ pub enum HopError {
         k: u8,
         m: u8,
     },
-    Fec(fec::FecError),
+    /// A loss report whose body is not exactly 8 bytes.
+    BadReport(usize),
     Arq(arq::ArqError),
     /// A kind that is not a hop message (probe, control).
     NotHop(u8),
@@ -193,7 +194,9 @@ impl fmt::Display for HopError {
                 f,
                 "FEC group {group}: shard {index} with k={k}, m={m} is not a valid group shape"
             ),
-            Self::Fec(e) => write!(f, "FEC: {e}"),
+            Self::BadReport(len) => {
+                write!(f, "loss report of {len} bytes; a report is exactly 8 (expected, arrived)")
+            }
             Self::Arq(e) => write!(f, "ARQ: {e}"),
             Self::NotHop(k) => write!(f, "packet kind {k} is not a hop protection message"),
         }
@@ -482,8 +485,8 @@ impl LinkTx {
 
     /// A loss report: the shards lost since the previous report are the loss sample.
     fn on_report(&mut self, hop: &HopHeader, body: &[u8]) -> Result<(), HopError> {
-        let Some(b) = body.first_chunk::<8>().filter(|_| body.len() == 8) else {
-            return Err(HopError::Truncated { have: body.len(), need: 8 });
+        let Ok(b) = <[u8; 8]>::try_from(body) else {
+            return Err(HopError::BadReport(body.len()));
         };
         if hop.epoch != self.epoch {
             return Ok(());
