@@ -152,9 +152,11 @@ pub fn run(duration: Option<u64>) -> Result<()> {
         for (i, r) in RELAYS.iter().enumerate() {
             let s = t.stats(r)?;
             let fwd = s["tx"] + s["redirect"];
-            let slow = s["no_neighbour"] + s["slow_path"] + s["fib_pass"];
+            // Passed up to the agent: slow-path routes (protected hops), hop packets to unwrap,
+            // probe replies, neighbour misses.
+            let agent = s["no_neighbour"] + s["slow_path"] + s["fib_pass"] + s["local"];
             let drops: u64 = s.iter().filter(|(k, _)| k.starts_with("drop_")).map(|(_, v)| v).sum();
-            print!("  {r}: {:>6} pkt/s, {slow} slow, {drops} drop", fwd - last[i]);
+            print!("  {r}: {:>6} pkt/s in XDP, {agent:>7} to agent, {drops} drop", fwd - last[i]);
             last[i] = fwd;
         }
         println!();
@@ -168,6 +170,15 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     println!("\nfinal counters of r1 (`wecan stats`):\n{}", t.cli("r1", &["stats"])?);
     for r in ["r2", "r3"] {
         println!("per-hop protection at {r} (`wecan flows`):\n{}", t.cli(r, &["flows"])?);
+    }
+    for r in RELAYS {
+        let drops: Vec<String> = t
+            .stats(r)?
+            .into_iter()
+            .filter(|(k, v)| k.starts_with("drop_") && *v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("{r} drops: {}", if drops.is_empty() { "none".into() } else { drops.join(" ") });
     }
     let (s, d) = (sent.load(Ordering::Relaxed), delivered.load(Ordering::Relaxed));
     println!(
