@@ -26,7 +26,7 @@ use wecan_common::wire::{PacketKind, RelayHeader};
 use wecan_tests::scenario::lossy;
 
 const LOSSES: [f64; 4] = [0.01, 0.05, 0.10, 0.20];
-const SIM_PACKETS: u32 = 20_000;
+const SIM_PACKETS: u32 = 100_000;
 const NETNS_PACKETS: u32 = 20_000;
 const COST_PACKETS: u32 = 400_000;
 
@@ -156,6 +156,10 @@ pub fn run(r: &mut BTreeMap<&'static str, f64>) -> Result<String> {
     lossy::protect(&mut t, "fec+arq")?;
     let both = lossy::stream(&t, NETNS_PACKETS, 100_000, false)?;
     let overhead = lossy::overhead(&t)?;
+    for r in ["r2", "r3", "r4"] {
+        let rx = lossy::flows(&t, r)?.rx;
+        eprintln!("bench:   {r} receiving: {:?}", rx.first().map(|x| x.stats));
+    }
     drop(t);
     let n = f64::from(NETNS_PACKETS);
     r.insert("delivery_none_5pct", none.unique as f64 / n);
