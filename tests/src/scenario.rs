@@ -127,6 +127,11 @@ pub struct Stream {
 
 /// Starts `count` packets a → b at `RATE`, sequence numbers from `first_seq`.
 pub fn stream(t: &Topology, count: u32, first_seq: u32) -> Result<Stream> {
+    stream_with(t, count, first_seq, &[])
+}
+
+/// Like [`stream`], with extra `wecan-client send` arguments (e.g. `--size`, `--reliable`).
+pub fn stream_with(t: &Topology, count: u32, first_seq: u32, send_args: &[&str]) -> Result<Stream> {
     let b = t.addr("b", "r4");
     let (count, first) = (count.to_string(), first_seq.to_string());
     let (rx, _, lines) = Proc::spawn_capture(
@@ -137,9 +142,9 @@ pub fn stream(t: &Topology, count: u32, first_seq: u32) -> Result<Stream> {
             "--first-seq",
             &first,
             "--timeout",
-            "60",
+            "90",
             "--idle",
-            "3",
+            "4",
         ]),
         "listening",
         Duration::from_secs(10),
@@ -149,6 +154,7 @@ pub fn stream(t: &Topology, count: u32, first_seq: u32) -> Result<Stream> {
         .client("a")
         .args(["send", "--to", &format!("{r1}:7300"), "--src-node", "100", "--dst-node", "200"])
         .args(["--count", &count, "--first-seq", &first, "--rate", &RATE.to_string()])
+        .args(send_args)
         .stdout(Stdio::null())
         .spawn()?;
     Ok(Stream { rx, lines, tx })
@@ -162,7 +168,7 @@ impl Stream {
         }
         let report = loop {
             let line =
-                self.lines.recv_timeout(Duration::from_secs(70)).context("receiver report")?;
+                self.lines.recv_timeout(Duration::from_secs(100)).context("receiver report")?;
             if line.starts_with('{') {
                 break serde_json::from_str(&line)?;
             }
@@ -245,43 +251,12 @@ pub mod lossy {
 
     /// Streams `count` packets of [`SIZE`] bytes a → b at [`RATE`] and returns b's report.
     pub fn stream(t: &Topology, count: u32, first_seq: u32, reliable: bool) -> Result<RecvReport> {
-        let b = t.addr("b", "r4");
-        let (n, first) = (count.to_string(), first_seq.to_string());
-        let (rx, _, lines) = Proc::spawn_capture(
-            "receiver",
-            t.client("b").args(["recv", "--json", "--bind", &format!("{b}:7300")]).args([
-                "--count",
-                &n,
-                "--first-seq",
-                &first,
-                "--timeout",
-                "90",
-                "--idle",
-                "4",
-            ]),
-            "listening",
-            Duration::from_secs(10),
-        )?;
-        let r1 = t.addr("r1", "a");
-        let mut send = t.client("a");
-        send.args(["send", "--to", &format!("{r1}:7300"), "--src-node", "100"])
-            .args(["--dst-node", "200", "--count", &n, "--first-seq", &first])
-            .args(["--rate", &RATE.to_string(), "--size", &SIZE.to_string()])
-            .stdout(Stdio::null());
+        let size = SIZE.to_string();
+        let mut args = vec!["--size", &size];
         if reliable {
-            send.arg("--reliable");
+            args.push("--reliable");
         }
-        if !send.status()?.success() {
-            bail!("sender failed");
-        }
-        let report = loop {
-            let line = lines.recv_timeout(Duration::from_secs(100)).context("receiver report")?;
-            if line.starts_with('{') {
-                break serde_json::from_str(&line)?;
-            }
-        };
-        rx.wait(Duration::from_secs(10))?;
-        Ok(report)
+        stream_with(t, count, first_seq, &args)?.finish()
     }
 
     /// `wecan flows -j` of `relay`.
