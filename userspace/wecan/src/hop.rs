@@ -95,15 +95,19 @@ const NACK_COPIES: usize = 2;
 const LOSS_GAIN: f64 = 0.1;
 
 /// Which protections a route asks for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Protect {
     /// Forwarded in XDP, unprotected.
     #[default]
     None,
+    /// Forward error correction: parity per group of packets.
     Fec,
+    /// Selective retransmission of lost packets.
     Arq,
+    /// Both: FEC repairs most losses at once, ARQ the rest.
     #[serde(rename = "fec+arq")]
+    #[value(name = "fec+arq")]
     FecArq,
 }
 

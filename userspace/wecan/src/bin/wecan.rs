@@ -1,7 +1,7 @@
 //! wecan: inspect and steer a relay's datapath through its pinned maps, like `bpftool`.
 //!
 //! ```text
-//! wecan routes list | get DST [--flow F] | add DST --via ADDR [--port P] [--flow F] | del DST [--flow F]
+//! wecan routes list | get DST [--flow F] | add DST --via ADDR [--port P] [--flow F] [--protect MODE] | del DST [--flow F]
 //! wecan peers list | add ADDR --node N | del ADDR
 //! wecan stats
 //! wecan links
@@ -19,6 +19,7 @@ use wecan::{
     config::{Config, DEFAULT_PIN_DIR},
     control,
     datapath::{Maps, RouteSel, describe},
+    hop::Protect,
     netns,
     output::{self, FlowRow, LinkRow, PeerRow, RouteRow, Row, StatRow},
     protect::FlowsReport,
@@ -117,6 +118,10 @@ enum RoutesCmd {
         flow: Option<u32>,
         #[arg(long, value_enum, default_value_t = Action::Forward)]
         action: Action,
+        /// Protect the hop to the next relay (the agent then handles the route's packets:
+        /// action slow-path). The next hop must be a relay running wecan.
+        #[arg(long, value_enum, default_value_t = Protect::None)]
+        protect: Protect,
     },
     Del {
         dst: u32,
@@ -258,11 +263,14 @@ fn real_main() -> Result<()> {
                 None => bail!("no route for {}", describe(RouteSel::new(dst, flow))),
             }
         }
-        MapCmd::Routes(RoutesCmd::Add { dst, via, port, next_node, flow, action }) => {
+        MapCmd::Routes(RoutesCmd::Add { dst, via, port, next_node, flow, action, protect }) => {
             if dst == 0 {
                 bail!("DST: node 0 is reserved");
             }
             let value = match (action, via) {
+                (Action::Local, None) if protect != Protect::None => {
+                    bail!("--protect: a local route has no hop to protect; drop --protect")
+                }
                 (Action::Local, None) => RouteValue::local(RouteOrigin::Cli),
                 (Action::Local, Some(_)) => {
                     bail!("--via: a local route has no next hop; drop --via")
@@ -282,10 +290,13 @@ fn real_main() -> Result<()> {
                         },
                     };
                     let action = match a {
+                        _ if protect != Protect::None => RouteAction::SlowPath,
                         Action::SlowPath => RouteAction::SlowPath,
                         _ => RouteAction::Forward,
                     };
-                    control::route_to(action, addr, port, node, RouteOrigin::Cli)?
+                    let mut v = control::route_to(action, addr, port, node, RouteOrigin::Cli)?;
+                    v.flags = protect.route_flags();
+                    v
                 }
             };
             let sel = RouteSel::new(dst, flow);
