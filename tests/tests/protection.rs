@@ -115,4 +115,11 @@ fn fec_and_arq_repair_three_lossy_hops() {
     eprintln!("reliable: {reliable:?}");
     assert_eq!(reliable.unique, u64::from(COUNT), "{reliable:?}");
     assert_eq!((reliable.reordered, reliable.duplicates, reliable.corrupt), (0, 0, 0));
+
+    // An operator protects a route by hand: the CLI writes the mode into the route map.
+    let via = t.addr("r2", "r1").to_string();
+    t.cli("r1", &["routes", "add", "200", "--via", &via, "--protect", "arq"]).unwrap();
+    let route: serde_json::Value =
+        serde_json::from_str(&t.cli("r1", &["-j", "routes", "get", "200"]).unwrap()).unwrap();
+    assert_eq!((&route[0]["protect"], &route[0]["action"]), (&"arq".into(), &"slow-path".into()));
 }
