@@ -146,8 +146,9 @@ impl Agent {
     fn publish_links(&mut self) {
         let now = probe::now_ns();
         for r in self.prober.reports() {
-            if r.received > 0 {
-                let rtt = Duration::from_secs_f64(r.rtt_us / 1e6);
+            if let Ok(rtt) = Duration::try_from_secs_f64(r.rtt_us / 1e6)
+                && r.received > 0
+            {
                 self.slow.protect.set_link(r.peer, rtt, r.loss);
             }
             let v = LinkValue {
