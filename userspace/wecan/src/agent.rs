@@ -149,7 +149,7 @@ impl Agent {
             if let Ok(rtt) = Duration::try_from_secs_f64(r.rtt_us / 1e6)
                 && r.received > 0
             {
-                self.slow.protect.set_link(r.peer, rtt, r.loss);
+                self.slow.protect.set_rtt(r.peer, rtt);
             }
             let v = LinkValue {
                 rtt_ns: (r.rtt_us * 1000.0) as u64,

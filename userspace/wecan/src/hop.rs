@@ -40,8 +40,8 @@
 //!
 //! A link has two ARQ streams, deadline and reliable, picked per packet by the original
 //! header's [`flags::RELIABLE`]; FEC groups span both. The parity count `m` follows the link's
-//! one-way loss, measured by the receiver's loss reports (before the first one, the agent's
-//! probes: [`LinkTx::probe_loss`]), smoothed: the smallest `m`
+//! one-way loss, measured by the receiver's loss reports (before the first one, `m` is at its
+//! upper bound: safe until measured), smoothed: the smallest `m`
 //! within the configured bounds that leaves a group unrecoverable with probability at most
 //! 1 % with ARQ behind it (ARQ repairs the rest more cheaply than more parity would) or 0.01 %
 //! without. Repairs are made sturdy cheaply, as they are a small part of the traffic: NACKs go
@@ -87,6 +87,10 @@ const GROUP_TTL: Duration = Duration::from_millis(300);
 const REPORT_EVERY: Duration = Duration::from_millis(100);
 /// Shards a report must cover to count as a loss sample.
 const MIN_REPORT_SHARDS: u32 = 50;
+/// Added to the ARQ deadline (`arq::ArqSettings::for_rtt`: 2.5 × RTT + 5 ms): repairs pass
+/// through the agents at both ends of the hop, whose loops and scheduling on a busy relay add
+/// milliseconds the RTT of probes answered in XDP does not show.
+const AGENT_SLACK: Duration = Duration::from_millis(10);
 /// Link loss from which resends are sent twice.
 const DUP_LOSS: f64 = 0.01;
 /// Copies of each NACK: they are small and rare, and a lost NACK costs a retry interval.
@@ -260,7 +264,9 @@ fn reliable(inner_flags: u8) -> usize {
 }
 
 fn arq_settings(class: usize, rtt: Duration) -> ArqSettings {
-    ArqSettings::for_rtt(if class == 1 { Mode::Reliable } else { Mode::Deadline }, rtt)
+    let mut s = ArqSettings::for_rtt(if class == 1 { Mode::Reliable } else { Mode::Deadline }, rtt);
+    s.deadline += AGENT_SLACK;
+    s
 }
 
 /// A hop packet: relay header from `node` to `peer`, hop header, body.
@@ -383,14 +389,11 @@ impl LinkTx {
             loss: None,
             with_arq: false,
             report: None,
-            stats: TxStats { parity: fec.min_parity, ..TxStats::default() },
-        }
-    }
-
-    /// A one-way loss estimate from the probes; used until the receiver's reports come.
-    pub fn probe_loss(&mut self, sample: f64, with_arq: bool) {
-        if self.report.is_none() {
-            self.set_loss(sample, with_arq);
+            // Until the receiver has measured the link: the upper bound, safe before known.
+            stats: TxStats {
+                parity: fec.max_parity.min(fec::MAX_SHARDS.saturating_sub(fec.group)).max(1),
+                ..TxStats::default()
+            },
         }
     }
 
@@ -411,6 +414,7 @@ impl LinkTx {
     pub fn send(&mut self, mode: Protect, pkt: &[u8], now: Instant, out: &mut Vec<Vec<u8>>) {
         self.stats.packets += 1;
         self.stats.payload_bytes += pkt.len() as u64;
+        self.with_arq = mode.arq();
         let rflags = pkt.get(4).copied().unwrap_or(0) & flags::RELIABLE;
         let (arq_hdr, aflag) = if mode.arq() {
             let (class, rtt) = (reliable(rflags), self.rtt);

@@ -58,19 +58,12 @@ struct Rx {
     from: SocketAddr,
 }
 
-/// Measured state of a link, from the probes.
-#[derive(Clone, Copy)]
-struct Measured {
-    rtt: Duration,
-    /// One-way loss estimate.
-    loss: f64,
-}
-
 pub struct Protection {
     node: u32,
     epoch: u32,
     fec: HashMap<u32, FecSettings>,
-    measured: HashMap<u32, Measured>,
+    /// Mean RTT of each link, from the probes.
+    rtt: HashMap<u32, Duration>,
     tx: BTreeMap<u32, Tx>,
     rx: BTreeMap<u32, Rx>,
 }
@@ -81,7 +74,7 @@ impl Protection {
             node: cfg.node_id,
             epoch: new_epoch(),
             fec: cfg.peers.iter().map(|p| (p.node_id, p.protect.fec())).collect(),
-            measured: HashMap::new(),
+            rtt: HashMap::new(),
             tx: BTreeMap::new(),
             rx: BTreeMap::new(),
         }
@@ -92,18 +85,15 @@ impl Protection {
         !self.tx.is_empty() || !self.rx.is_empty()
     }
 
-    /// The probes' view of the link to `peer`: mean RTT and round-trip loss. Probes are lost
-    /// on the way out or back, so the one-way loss is `1 − √(1 − loss)`.
-    pub fn set_link(&mut self, peer: u32, rtt: Duration, rtt_loss: f64) {
-        let loss = 1.0 - (1.0 - rtt_loss.clamp(0.0, 1.0)).sqrt();
-        self.measured.insert(peer, Measured { rtt, loss });
-        if let Some(tx) = self.tx.get_mut(&peer) {
-            tx.link.probe_loss(loss, tx.mode.arq());
-        }
+    /// The probes' mean RTT of the link to `peer`, for the ARQ timers of links set up later.
+    /// (The loss that sets the FEC parity comes from the receiving relay's reports, which
+    /// measure the protected traffic itself.)
+    pub fn set_rtt(&mut self, peer: u32, rtt: Duration) {
+        self.rtt.insert(peer, rtt);
     }
 
     fn rtt(&self, peer: u32) -> Duration {
-        self.measured.get(&peer).map_or(DEFAULT_RTT, |m| m.rtt).max(Duration::from_millis(1))
+        self.rtt.get(&peer).copied().unwrap_or(DEFAULT_RTT).max(Duration::from_millis(1))
     }
 
     /// Protects `pkt` on the hop to relay `peer` at `to`; the hop packets to send go to `out`.
@@ -119,17 +109,12 @@ impl Protection {
         let rtt = self.rtt(peer);
         let (node, epoch) = (self.node, self.epoch);
         let fec = self.fec.get(&peer).copied().unwrap_or_default();
-        let loss = self.measured.get(&peer).map(|m| m.loss);
-        let tx = self.tx.entry(peer).or_insert_with(|| {
-            let mut link = LinkTx::new(node, peer, fec, rtt, epoch);
-            link.probe_loss(loss.unwrap_or(0.0), mode.arq());
-            Tx { link, to, mode }
+        let tx = self.tx.entry(peer).or_insert_with(|| Tx {
+            link: LinkTx::new(node, peer, fec, rtt, epoch),
+            to,
+            mode,
         });
-        if tx.mode != mode {
-            tx.mode = mode;
-            tx.link.probe_loss(loss.unwrap_or(0.0), mode.arq());
-        }
-        tx.to = to;
+        (tx.to, tx.mode) = (to, mode);
         tx.link.send(mode, pkt, now, out);
     }
 

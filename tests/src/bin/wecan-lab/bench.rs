@@ -738,8 +738,8 @@ the ceiling of protected traffic per relay; FEC/ARQ add the CPU of the hop pipel
 every 20th hop packet dropped so repairs run, per mode, beside wrapping alone.\n\
 - **Delivery against loss**: `wecan::hop::sim`, the real `LinkTx`/`LinkRx` over 3 simulated\n  \
 links in virtual time (seeded Bernoulli loss on every packet both ways: data, parity, resends,\n  \
-NACKs; 5 ms one-way delay; timers polled every 1 ms like the agent). The adaptive modes start\n  \
-from the true loss rate as their probe estimate; the receivers' loss reports then take over. UDPspeeder-style is fixed 20 data + 10\n  \
+NACKs; 5 ms one-way delay; timers polled every 1 ms like the agent). Adaptive parity starts\n  \
+at its upper bound and follows the receivers' loss reports from the first one on. UDPspeeder-style is fixed 20 data + 10\n  \
 parity per group; its published residual at 10 % loss is 0.0089 % at 50 % overhead.\n  \
 Overhead counts every extra byte on the wire (44 header bytes per packet, parity, resends, NACKs)\n  \
 per payload byte; added latency is delivery time minus the links' delay.\n\

@@ -114,20 +114,16 @@ pub fn run(r: &mut BTreeMap<&'static str, f64>) -> Result<String> {
         "  {:<22} {:>5}  {:>10}  {:>11}  {:>9}  {:>9}  {:>9}",
         "mode", "loss", "delivered", "residual", "+p50 ms", "+p99 ms", "overhead"
     );
-    let modes: [(&str, Protect, FecSettings, bool); 5] = [
-        ("none", Protect::None, adaptive(), true),
-        ("FEC (adaptive)", Protect::Fec, adaptive(), true),
-        ("ARQ", Protect::Arq, adaptive(), true),
-        ("FEC+ARQ (adaptive)", Protect::FecArq, adaptive(), true),
-        ("UDPspeeder-style 20:10", Protect::Fec, udpspeeder(), false),
+    let modes: [(&str, Protect, FecSettings); 5] = [
+        ("none", Protect::None, adaptive()),
+        ("FEC (adaptive)", Protect::Fec, adaptive()),
+        ("ARQ", Protect::Arq, adaptive()),
+        ("FEC+ARQ (adaptive)", Protect::FecArq, adaptive()),
+        ("UDPspeeder-style 20:10", Protect::Fec, udpspeeder()),
     ];
     for loss in LOSSES {
-        for (name, mode, fec, adapt) in modes {
-            let res = sim::run(&SimConfig {
-                fec,
-                adaptive: adapt,
-                ..SimConfig::new(3, loss, mode, SIM_PACKETS)
-            });
+        for (name, mode, fec) in modes {
+            let res = sim::run(&SimConfig { fec, ..SimConfig::new(3, loss, mode, SIM_PACKETS) });
             let _ = writeln!(
                 s,
                 "  {:<22} {:>4.0}%  {:>9.4}%  {:>10.4}%  {:>9.2}  {:>9.2}  {:>8.1}%",

@@ -37,10 +37,8 @@ pub struct SimConfig {
     pub mode: Protect,
     /// Reliable flow (in-order, retry until delivered) instead of a real-time one.
     pub reliable: bool,
+    /// FEC group and parity bounds (equal bounds: fixed parity).
     pub fec: FecSettings,
-    /// Parity follows the loss (fed to the senders as the probes would); else fixed at
-    /// `fec.min_parity`.
-    pub adaptive: bool,
     pub seed: u64,
 }
 
@@ -57,7 +55,6 @@ impl SimConfig {
             mode,
             reliable: false,
             fec: FecSettings::default(),
-            adaptive: true,
             seed: 1,
         }
     }
@@ -126,11 +123,6 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         wire_bytes: 0,
         cfg: cfg.clone(),
     };
-    if cfg.adaptive {
-        for tx in &mut c.tx {
-            tx.probe_loss(cfg.loss, cfg.mode.arq());
-        }
-    }
     let gap = 1e9 / f64::from(cfg.rate_pps.max(1));
     for i in 0..cfg.packets {
         c.at((f64::from(i) * gap) as u64, Event::Inject(i));

@@ -255,7 +255,6 @@ fn fec_arq_beats_fixed_20_10_at_ten_percent() {
     });
     let fixed = sim::run(&SimConfig {
         fec: FecSettings { group: 20, min_parity: 10, max_parity: 10, ..FecSettings::default() },
-        adaptive: false,
         ..SimConfig::new(3, 0.10, Protect::Fec, 200_000)
     });
     eprintln!("fec+arq {ours:?}\n20:10 {fixed:?}");
@@ -264,20 +263,20 @@ fn fec_arq_beats_fixed_20_10_at_ten_percent() {
 }
 
 /// The receiver's loss reports measure the link: the sender's estimate and parity follow the
-/// loss actually seen, not the (wrong) probe estimate it started from.
+/// loss actually seen, starting from the upper bound before the first report.
 #[test]
 fn loss_reports_drive_the_parity() {
     let t0 = Instant::now();
     let rtt = Duration::from_millis(2);
-    let mut tx = LinkTx::new(1, 2, settings(10, 1), rtt, 9);
-    tx.fec.max_parity = 8;
-    tx.probe_loss(0.0, true);
-    assert_eq!(tx.stats().parity, 1);
+    let fec = FecSettings { max_parity: 8, ..settings(10, 1) };
+    let mut tx = LinkTx::new(1, 2, fec, rtt, 9);
     let mut rx = LinkRx::new(2, 1, rtt);
     let mut rng = XorShift::new(3);
+    let mut first_parity = None;
     let (mut wire, mut back, mut got) = (Vec::new(), Vec::new(), Vec::new());
     for s in 0..30_000u32 {
         let now = t0 + Duration::from_micros(100 * u64::from(s));
+        first_parity.get_or_insert(tx.stats().parity);
         tx.send(Protect::FecArq, &original(s, 300), now, &mut wire);
         tx.poll(now, &mut wire);
         for p in wire.drain(..) {
@@ -291,10 +290,9 @@ fn loss_reports_drive_the_parity() {
             let (_, rflags, body) = split(&p);
             tx.on_nack(rflags, body, now, &mut wire).unwrap();
         }
-        // Probes claiming a perfect link are ignored once reports come.
-        tx.probe_loss(0.0, true);
     }
     let s = tx.stats();
+    assert_eq!(first_parity, Some(8), "the upper bound before any report");
     assert!((0.12..0.18).contains(&s.loss), "{s:?}");
     assert_eq!(s.parity, parity_for(s.loss, 10, 1, 8, 1e-2), "{s:?}");
     assert!(s.parity >= 4, "{s:?}");
