@@ -256,7 +256,10 @@ pub mod lossy {
         if reliable {
             args.push("--reliable");
         }
-        stream_with(t, count, first_seq, &args)?.finish()
+        let report = stream_with(t, count, first_seq, &args)?.finish()?;
+        // Agents publish their protection counters every 500 ms: let the last ones land.
+        std::thread::sleep(Duration::from_millis(700));
+        Ok(report)
     }
 
     /// `wecan flows -j` of `relay`.
