@@ -8,13 +8,15 @@
 //!   edits packets in place would be fed its own output.
 //! - `testkit_sink`: counts and drops; the receiving end of rate benchmarks.
 //! - `testkit_pass`: XDP_PASS; makes a veth accept XDP_REDIRECT/XDP_TX frames from its peer.
+//! - `testkit_xsk`: hands every frame to the AF_XDP socket of its receive queue (the handoff
+//!   benchmark's alternative to XDP_PASS up to a UDP socket).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, XskMap},
     programs::XdpContext,
 };
 
@@ -40,6 +42,10 @@ static GEN_EVERY: Array<u64> = Array::with_max_entries(1, 0);
 /// generator; index 1 read by the benchmark (the offered load).
 #[map(name = "TESTKIT_GEN_COUNT")]
 static GEN_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// AF_XDP sockets by receive queue. Written by the benchmark; read by `testkit_xsk`.
+#[map(name = "TESTKIT_XSKS")]
+static XSKS: XskMap = XskMap::with_max_entries(4, 0);
 
 #[xdp]
 pub fn testkit_mac_swap_tx(ctx: XdpContext) -> u32 {
@@ -95,6 +101,13 @@ pub fn testkit_sink(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn testkit_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+#[xdp]
+pub fn testkit_xsk(ctx: XdpContext) -> u32 {
+    // SAFETY: reading the receive queue index from the kernel's xdp_md context.
+    let queue = unsafe { (*ctx.ctx).rx_queue_index };
+    XSKS.redirect(queue, 0).unwrap_or(xdp_action::XDP_DROP)
 }
 
 #[cfg(not(test))]

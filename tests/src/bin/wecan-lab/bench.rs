@@ -43,7 +43,7 @@ const COST_CALLS: u32 = 200_000;
 const COST_ROUNDS: usize = 5;
 /// UDP payload of the rate benchmark: relay header + 40 bytes = 64 bytes.
 const RATE_PAYLOAD: usize = 40;
-const RATE_SECS: f64 = 1.0;
+pub(crate) const RATE_SECS: f64 = 1.0;
 /// Header bytes the generator restores on every frame (`testkit_gen`).
 const GEN_TEMPLATE: usize = 14 + 20 + 8 + HEADER_LEN;
 
@@ -65,6 +65,11 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
         r.insert(k, v);
     }
     r.insert("xdp_vs_userspace", r["xdp_pps"] / r["userspace_pps"]);
+
+    eprintln!("bench: XDP → agent handoff, UDP socket beside AF_XDP…");
+    let (socket, xsk) = crate::handoff::run()?;
+    r.insert("handoff_socket_pps", socket);
+    r.insert("handoff_afxdp_pps", xsk);
     r.insert("xdp_vs_kernel", r["xdp_pps"] / r["kernel_pps"]);
 
     eprintln!("bench: route computation (full meshes)…");
@@ -295,7 +300,7 @@ fn rates() -> Result<Vec<(&'static str, f64)>> {
 
 /// The sweep of offered loads: G transmits one frame in every N it runs (its maximum is a
 /// few million frames per second).
-const EVERY: [u64; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
+pub(crate) const EVERY: [u64; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
 
 /// One relay variant: R set up as `v`, G offers each load of `EVERY` for `RATE_SECS`, S
 /// counts. Returns the highest delivered rate and the offered rate it was reached at (past
@@ -397,7 +402,7 @@ fn variant_name(v: Variant) -> &'static str {
 }
 
 /// Ethernet/IPv4/UDP frame to port 7300 carrying a relay header for `dst_node`.
-fn rate_frame(
+pub(crate) fn rate_frame(
     smac: [u8; 6],
     dmac: [u8; 6],
     src: Ipv4Addr,
@@ -440,7 +445,7 @@ fn pin_napi_threads(dev: &str, cpu: usize) -> Result<()> {
 }
 
 /// Pins the calling thread to one CPU.
-fn pin_to_cpu(cpu: usize) {
+pub(crate) fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t with one bit set, applied to the calling thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -451,14 +456,14 @@ fn pin_to_cpu(cpu: usize) {
 
 /// The traffic generator: `testkit_gen` run through BPF_PROG_TEST_RUN live frames with
 /// `frame` (its headers also loaded as the program's template), XDP_TX out of `ifindex`.
-struct Generator {
+pub(crate) struct Generator {
     ebpf: Ebpf,
     ctx: [u8; 24],
     frame: Vec<u8>,
 }
 
 impl Generator {
-    fn new(frame: Vec<u8>, ifindex: u32) -> Result<Self> {
+    pub(crate) fn new(frame: Vec<u8>, ifindex: u32) -> Result<Self> {
         let mut ebpf = Ebpf::load(TESTKIT_OBJECT)?;
         let mut template: Array<_, [u8; GEN_TEMPLATE]> =
             Array::try_from(ebpf.map_mut("TESTKIT_TEMPLATE").context("template map")?)?;
@@ -481,7 +486,7 @@ impl Generator {
     /// Runs for `secs`, transmitting one frame in every `every`. Returns (frames offered,
     /// seconds). Calls are large: each BPF_PROG_TEST_RUN call has a fixed cost of
     /// milliseconds on this kernel.
-    fn run(&mut self, every: u64, secs: f64) -> Result<(u64, f64)> {
+    pub(crate) fn run(&mut self, every: u64, secs: f64) -> Result<(u64, f64)> {
         pin_to_cpu(0);
         let mut e: Array<_, u64> =
             Array::try_from(self.ebpf.map_mut("TESTKIT_GEN_EVERY").context("gen every")?)?;
@@ -661,6 +666,18 @@ fn render(r: &BTreeMap<&'static str, f64>) -> String {
         let x = r["xdp_pps"] / r[k];
         let _ = writeln!(s, "  {:<40} {:>12.0}  {:>12.0}  {:>7.2}×", name, r[k], r[off], x);
     }
+    let _ = writeln!(
+        s,
+        "\nXDP → agent handoff (receive only, one thread on CPU 1), best over the same sweep"
+    );
+    let _ = writeln!(
+        s,
+        "  XDP_PASS to a UDP socket, recv per packet   {:>10.0}/s\n  \
+         redirect to AF_XDP (copy mode on veth)       {:>10.0}/s  ({:.2}×)",
+        r["handoff_socket_pps"],
+        r["handoff_afxdp_pps"],
+        r["handoff_afxdp_pps"] / r["handoff_socket_pps"]
+    );
     let _ = writeln!(s, "\ncontrol plane");
     let _ = writeln!(
         s,
@@ -734,6 +751,11 @@ parity) of groups of 1,200-byte packets, encoder/decoder reused, ≥ 0.3 s each,
 packets up, the agent receives them on its UDP socket and sends them on through the kernel (one\n  \
 `recvmsg` and one `sendto` per packet; the agent unpinned, R's receive work as softirq). This is\n  \
 the ceiling of protected traffic per relay; FEC/ARQ add the CPU of the hop pipeline (next table).\n\
+- **XDP → agent handoff**: G offers relay packets to R over the same sweep; R's XDP program\n  \
+either passes them up to a UDP socket (`testkit_pass`; one `recv` per packet, like the agent)\n  \
+or redirects them to an AF_XDP socket (`testkit_xsk`, copy mode: veth has no zero-copy, 4,096\n  \
+2 KiB frames); one thread pinned to CPU 1 receives, checks the relay magic and counts. R's\n  \
+kernel receive work runs as softirq on CPU 0 beside the generator.\n\
 - **Hop pipeline CPU**: `LinkTx` and `LinkRx` back to back in one thread, 1,200-byte packets,\n  \
 every 20th hop packet dropped so repairs run, per mode, beside wrapping alone.\n\
 - **Delivery against loss**: `wecan::hop::sim`, the real `LinkTx`/`LinkRx` over 3 simulated\n  \

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod handoff;
 mod protection;
 
 #[derive(Parser)]
