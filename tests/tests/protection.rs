@@ -91,7 +91,6 @@ fn fec_and_arq_repair_three_lossy_hops() {
     let overhead = lossy::overhead(&t).unwrap();
     for r in RELAYS {
         eprintln!("{r}: {}", t.cli(r, &["flows"]).unwrap());
-        eprintln!("{r}: {}", t.cli(r, &["-j", "flows"]).unwrap());
     }
     eprintln!("fec+arq: {both:?}, delivery {ratio:.5}, overhead {:.1} %", overhead * 100.0);
     assert!(ratio >= 0.999, "FEC+ARQ delivered {ratio:.5}: {both:?}");

@@ -161,6 +161,13 @@ pub struct FecSettings {
     pub timeout: Duration,
 }
 
+impl FecSettings {
+    /// The most parity a group can get: `max_parity`, within the codec's `k + m` limit.
+    fn parity_cap(&self) -> usize {
+        self.max_parity.min(fec::MAX_SHARDS.saturating_sub(self.group)).max(1)
+    }
+}
+
 impl Default for FecSettings {
     fn default() -> Self {
         Self { group: 10, min_parity: 1, max_parity: 4, timeout: Duration::from_millis(5) }
@@ -170,7 +177,7 @@ impl Default for FecSettings {
 /// Why a hop packet was rejected. Bad input is reported and counted, never a panic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HopError {
-    /// Shorter than the hop header (or, for data, the hop and ARQ headers).
+    /// Shorter than the hop header.
     Truncated {
         have: usize,
         need: usize,
@@ -363,6 +370,7 @@ pub struct LinkTx {
     /// ARQ flag of the open group (that of its first unit).
     pending_flags: u8,
     codecs: HashMap<(usize, usize), Codec>,
+    /// Smoothed one-way loss of the link, once measured.
     loss: Option<f64>,
     /// Whether ARQ backs the FEC (sets the parity target).
     with_arq: bool,
@@ -390,10 +398,7 @@ impl LinkTx {
             with_arq: false,
             report: None,
             // Until the receiver has measured the link: the upper bound, safe before known.
-            stats: TxStats {
-                parity: fec.max_parity.min(fec::MAX_SHARDS.saturating_sub(fec.group)).max(1),
-                ..TxStats::default()
-            },
+            stats: TxStats { parity: fec.parity_cap(), ..TxStats::default() },
         }
     }
 
@@ -404,10 +409,9 @@ impl LinkTx {
         let loss = self.loss.map_or(sample, |l| l + LOSS_GAIN * (sample - l));
         self.loss = Some(loss);
         let target = if with_arq { 1e-2 } else { 1e-4 };
-        let max = self.fec.max_parity.min(fec::MAX_SHARDS - self.fec.group);
+        let max = self.fec.parity_cap();
         self.stats.parity =
             parity_for(loss, self.fec.group, self.fec.min_parity.min(max), max, target);
-        self.stats.loss = loss;
     }
 
     /// Protects one original relay packet: appends the hop packets to send to `out`.
@@ -424,6 +428,7 @@ impl LinkTx {
         } else {
             (arq::Header { seq: 0, age_us: 0 }, 0)
         };
+        // A packet too long for an FEC group (jumbo frames) gets ARQ only.
         let fec = mode.fec() && pkt.len() + arq::HEADER_LEN <= fec::MAX_PACKET;
         let mut hop = HopHeader { epoch: self.epoch, group: 0, index: 0, k: 0, m: 0, flags: aflag };
         if fec {
@@ -514,7 +519,7 @@ impl LinkTx {
 
     pub fn stats(&self) -> TxStats {
         let expired = self.arq.iter().flatten().map(|s| s.stats().expired).sum();
-        TxStats { expired, ..self.stats }
+        TxStats { expired, loss: self.loss.unwrap_or(0.0), ..self.stats }
     }
 
     /// Resends go out twice on a link losing at least [`DUP_LOSS`] (see the module docs); two
@@ -526,7 +531,7 @@ impl LinkTx {
         let rflags = if class == 1 { flags::RELIABLE } else { 0 };
         let p =
             hop_packet(PacketKind::Data, self.node, self.peer, rflags, hop, &[&h.encode(), pkt]);
-        if self.stats.loss >= DUP_LOSS {
+        if self.loss.unwrap_or(0.0) >= DUP_LOSS {
             self.emit(p.clone(), out);
         }
         self.emit(p, out);

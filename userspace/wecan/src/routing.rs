@@ -313,22 +313,35 @@ impl Paths {
     }
 }
 
-/// One Floyd–Warshall row update: `d[i][j] = min(d[i][j], d[i][k] + d[k][j])`, carrying the
-/// first hop of `i -> k` along. Branch-free over equal-length slices so it vectorises, with
-/// AVX2 where the CPU has it (the same loop compiled twice, picked at run time).
-fn relax_row(di: &mut [f32], hi: &mut [u32], row_k: &[f32], dik: f32, hik: u32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2.
-        return unsafe { relax_row_avx2(di, hi, row_k, dik, hik) };
-    }
-    relax_row_body(di, hi, row_k, dik, hik);
+/// Defines `$name` to run `$body` compiled a second time with AVX2 when the CPU has it (picked
+/// at run time), else as built: the row kernels below are plain Rust loops that LLVM vectorises
+/// twice as wide with AVX2.
+macro_rules! with_avx2 {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn relax_row_avx2(di: &mut [f32], hi: &mut [u32], row_k: &[f32], dik: f32, hik: u32) {
-    relax_row_body(di, hi, row_k, dik, hik);
+with_avx2! {
+    /// One Floyd–Warshall row update: `d[i][j] = min(d[i][j], d[i][k] + d[k][j])`, carrying the
+    /// first hop of `i -> k` along. Branch-free over equal-length slices so it vectorises.
+    fn relax_row(di: &mut [f32], hi: &mut [u32], row_k: &[f32], dik: f32, hik: u32) => relax_row_body
 }
 
 #[inline(always)]
@@ -730,44 +743,19 @@ impl Backups {
     }
 }
 
-/// Offers neighbour `nb` (link cost `c_sn`, distance `d_ns` back to the source) as backup for
-/// every destination at once; branch-free like [`relax_row`] so it vectorises, with AVX2
-/// where the CPU has it.
-#[allow(clippy::too_many_arguments)]
-fn lfa_row(
-    best_cost: &mut [f32],
-    best_node: &mut [u32],
-    dist_n: &[f32],
-    dist_s: &[f32],
-    chosen_s: &[u32],
-    c_sn: f32,
-    d_ns: f32,
-    nb: u32,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2.
-        return unsafe {
-            lfa_row_avx2(best_cost, best_node, dist_n, dist_s, chosen_s, c_sn, d_ns, nb)
-        };
-    }
-    lfa_row_body(best_cost, best_node, dist_n, dist_s, chosen_s, c_sn, d_ns, nb);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-fn lfa_row_avx2(
-    best_cost: &mut [f32],
-    best_node: &mut [u32],
-    dist_n: &[f32],
-    dist_s: &[f32],
-    chosen_s: &[u32],
-    c_sn: f32,
-    d_ns: f32,
-    nb: u32,
-) {
-    lfa_row_body(best_cost, best_node, dist_n, dist_s, chosen_s, c_sn, d_ns, nb);
+with_avx2! {
+    /// Offers neighbour `nb` (link cost `c_sn`, distance `d_ns` back to the source) as backup
+    /// for every destination at once; branch-free like [`relax_row`] so it vectorises.
+    fn lfa_row(
+        best_cost: &mut [f32],
+        best_node: &mut [u32],
+        dist_n: &[f32],
+        dist_s: &[f32],
+        chosen_s: &[u32],
+        c_sn: f32,
+        d_ns: f32,
+        nb: u32,
+    ) => lfa_row_body
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -186,8 +186,7 @@ impl SlowPath {
             return None;
         };
         if hdr.dst_node() == self.node_id && hdr.flags & flags::HOP != 0 {
-            let body = body.to_vec();
-            self.hop_message(maps, &hdr, &body, from);
+            self.hop_message(maps, &hdr, body, from);
             return None;
         }
         if hdr.dst_node() == self.node_id {
@@ -202,15 +201,14 @@ impl SlowPath {
         let now = Instant::now();
         let mut out = Vec::new();
         let r = if hdr.kind == PacketKind::Nack as u8 {
-            match self.protect.on_nack(hdr.src_node(), hdr.flags, body, now, &mut out) {
-                Ok(to) => {
-                    for p in &out {
-                        self.send(p, to.unwrap_or(from));
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(e),
+            let r = self.protect.on_nack(hdr.src_node(), hdr.flags, body, now, &mut out);
+            // Resends go where the NACK's link sends to (or, before it exists, to the NACK's
+            // source).
+            let to = r.as_ref().ok().copied().flatten().unwrap_or(from);
+            for p in &out {
+                self.send(p, to);
             }
+            r.map(drop)
         } else {
             let r = self.protect.on_packet(hdr.src_node(), from, hdr.kind, body, now, &mut out);
             for mut inner in out {

@@ -60,6 +60,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ControllerCmd,
     },
+    /// Per-hop protection of each protected link (FEC groups, repairs, NACKs,
+    /// retransmissions, residual loss), as the running agent last published it.
+    Flows,
 }
 
 /// Commands on this relay's pinned maps.
@@ -77,9 +80,6 @@ enum MapCmd {
     Stats,
     /// Link quality to each relay peer, from the agent's probes.
     Links,
-    /// Per-hop protection of each protected link (FEC groups, repairs, NACKs,
-    /// retransmissions, residual loss), as the running agent last published it.
-    Flows,
 }
 
 #[derive(Subcommand)]
@@ -232,20 +232,23 @@ fn main() {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     // The controller is reached from here (the management network), like the agent does.
+    let (config, default_pin_dir) = (cli.config.clone(), cli.pin_dir.clone());
+    let pin_dir = || -> Result<PathBuf> {
+        Ok(match &config {
+            Some(c) => Config::load(c)?.pin_dir,
+            None => default_pin_dir.clone(),
+        })
+    };
     let cmd = match cli.cmd {
         Cmd::Controller { url, cmd } => return controller(&url, &cmd, cli.json),
+        // The agent publishes these outside bpffs, in no namespace of its own.
+        Cmd::Flows => return flows(&pin_dir()?, cli.json),
         Cmd::Map(cmd) => cmd,
     };
     if let Some(ns) = &cli.netns {
         netns::enter(ns)?;
     }
-    let pin_dir = match &cli.config {
-        Some(c) => Config::load(c)?.pin_dir,
-        None => cli.pin_dir.clone(),
-    };
-    if let MapCmd::Flows = cmd {
-        return flows(&pin_dir, cli.json);
-    }
+    let pin_dir = pin_dir()?;
     let mut maps = Maps::open_pinned(&pin_dir)?;
     match cmd {
         MapCmd::Routes(RoutesCmd::List) => {
@@ -327,7 +330,6 @@ fn real_main() -> Result<()> {
                 maps.stats()?.iter().map(|(s, c)| StatRow::new(*s, c)).collect();
             output::print(&rows, cli.json)
         }
-        MapCmd::Flows => unreachable!("handled before opening the maps"),
     }
 }
 

@@ -92,7 +92,8 @@ struct Chain {
     cfg: SimConfig,
     t0: Instant,
     rng: XorShift,
-    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    /// (time, event index): the index also orders events due at the same time.
+    queue: BinaryHeap<Reverse<(u64, usize)>>,
     events: Vec<Option<Event>>,
     tx: Vec<LinkTx>,
     rx: Vec<LinkRx>,
@@ -129,7 +130,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
     }
     let end = (f64::from(cfg.packets) * gap) as u64 + nanos(DRAIN);
     c.at(0, Event::Tick);
-    while let Some(Reverse((t, _, id))) = c.queue.pop() {
+    while let Some(Reverse((t, id))) = c.queue.pop() {
         if t > end {
             break;
         }
@@ -147,7 +148,7 @@ impl Chain {
     fn at(&mut self, t: u64, ev: Event) {
         let id = self.events.len();
         self.events.push(Some(ev));
-        self.queue.push(Reverse((t, id as u64, id)));
+        self.queue.push(Reverse((t, id)));
     }
 
     fn now(&self, t: u64) -> Instant {
