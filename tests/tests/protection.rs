@@ -8,7 +8,7 @@
 //! Three lossy hops lose about 14 % end to end. The same 50,000-packet stream crosses them
 //! unprotected (forwarded in XDP), then with FEC+ARQ on every lossy link (the relays' agents
 //! protect each hop), then as a reliable flow. Between the last two, R2's agent is fed
-//! fuzzed hop messages from R1's address and must keep relaying.
+//! fuzzed hop messages from R1's address (random epochs among them) and must keep relaying.
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -109,11 +109,17 @@ fn fec_and_arq_repair_three_lossy_hops() {
     eprintln!("r2 counted {malformed} malformed hop messages");
     assert!(malformed > 1000, "{malformed}");
 
-    // Reliable flow: everything, in order, exactly once.
+    // Reliable flow: everything, in order, exactly once. The fuzz's random epochs (some of
+    // them later-looking than R1's) were followed while the link was idle; R1 is followed
+    // again as soon as it sends.
     let reliable = lossy::stream(&t, COUNT, 200_000, true).unwrap();
     eprintln!("reliable: {reliable:?}");
     assert_eq!(reliable.unique, u64::from(COUNT), "{reliable:?}");
     assert_eq!((reliable.reordered, reliable.duplicates, reliable.corrupt), (0, 0, 0));
+    let flows = lossy::flows(&t, "r2").unwrap();
+    let r2 = flows.rx.iter().find(|r| r.peer == 1).expect("R2 receives from R1").stats;
+    eprintln!("r2 from r1: {} epoch resets, {} stale", r2.resets, r2.stale);
+    assert!(r2.resets >= 2, "the fuzz's epochs and then R1's again: {r2:?}");
 
     // An operator protects a route by hand: the CLI writes the mode into the route map.
     let via = t.addr("r2", "r1").to_string();

@@ -33,8 +33,12 @@
 //!   shards of the groups the receiver has finished with, and how many of them arrived, both
 //!   cumulative (wrapping), so a lost report only delays the next sample.
 //!
-//! The **epoch** is the sender's start time in milliseconds: a receiver that sees a newer epoch
-//! (the upstream agent restarted and numbers from 0 again) starts afresh; older ones are stale.
+//! The **epoch** is the sender's start time in milliseconds. A receiver follows a different
+//! epoch (the upstream agent restarted and numbers from 0 again) and starts afresh only once
+//! the current one has been silent for [`EPOCH_SILENCE`]; until then packets of other epochs
+//! are counted as stale and dropped. Comparing epochs instead would let one stray or forged
+//! packet with a later-looking epoch lock the live sender out for good; silence heals either
+//! way, as whichever epoch keeps sending wins.
 //!
 //! # Streams and redundancy
 //!
@@ -97,6 +101,9 @@ const DUP_LOSS: f64 = 0.01;
 const NACK_COPIES: usize = 2;
 /// Weight of a new loss sample in the sender's smoothed loss estimate.
 const LOSS_GAIN: f64 = 0.1;
+/// How long the current sender epoch must be silent before another is followed: an agent
+/// restarting (exit, start, config, maps) is silent longer, a live sender never is.
+const EPOCH_SILENCE: Duration = Duration::from_millis(200);
 
 /// Which protections a route asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -256,14 +263,9 @@ impl HopHeader {
     }
 }
 
-/// A new epoch: milliseconds since the Unix epoch, truncated (compared in serial arithmetic).
+/// A new epoch: milliseconds since the Unix epoch, truncated, so a restart picks another.
 pub fn new_epoch() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u32)
-}
-
-/// `a` is after `b` in serial-number arithmetic (RFC 1982).
-fn newer(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < 1 << 31
 }
 
 fn reliable(inner_flags: u8) -> usize {
@@ -602,6 +604,9 @@ pub struct RxStats {
     pub malformed: u64,
     /// Times the sender's epoch changed (it restarted).
     pub resets: u64,
+    /// Hop packets of another epoch while the current one was live, dropped.
+    #[serde(default)]
+    pub stale: u64,
 }
 
 impl RxStats {
@@ -656,7 +661,8 @@ impl Group {
 pub struct LinkRx {
     node: u32,
     peer: u32,
-    epoch: Option<u32>,
+    /// The sender epoch followed, and when a packet of it last arrived.
+    epoch: Option<(u32, Instant)>,
     rtt: Duration,
     arq: [Option<arq::Receiver>; 2],
     groups: BTreeMap<u32, Group>,
@@ -725,17 +731,20 @@ impl LinkRx {
             RelayHeader::decode(inner).map_err(HopError::Inner)?;
         }
         match self.epoch {
-            Some(e) if e == hop.epoch => {}
-            Some(e) if !newer(hop.epoch, e) => return Ok(()),
+            Some((e, _)) if e == hop.epoch => {}
+            Some((_, heard)) if now.saturating_duration_since(heard) < EPOCH_SILENCE => {
+                self.stats.stale += 1;
+                return Ok(());
+            }
             old => {
                 if old.is_some() {
                     self.stats.resets += 1;
                 }
-                self.epoch = Some(hop.epoch);
                 self.arq = [None, None];
                 self.groups.clear();
             }
         }
+        self.epoch = Some((hop.epoch, now));
         self.stats.received += 1;
         if hop.flags & hop_flags::FEC == 0 {
             return self.unit(hop.flags, rest, false, now, deliver);
@@ -884,7 +893,7 @@ impl LinkRx {
     /// given up.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
         self.expire_groups(now);
-        let Some(epoch) = self.epoch else { return };
+        let Some((epoch, _)) = self.epoch else { return };
         if self.shards.0 != 0 && self.last_report.is_none_or(|t| now - t >= REPORT_EVERY) {
             self.last_report = Some(now);
             let hop = HopHeader { epoch, group: 0, index: 0, k: 0, m: 0, flags: hop_flags::REPORT };

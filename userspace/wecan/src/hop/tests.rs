@@ -223,26 +223,56 @@ fn three_lossy_hops_simulated() {
     assert!(arq_only.in_order);
 }
 
-/// A restarted sender (new epoch, numbering from 0 again) is followed; a stale epoch is not.
+/// Sends 8 packets of sender `epoch` (sequence numbers from `first`) to `rx` at `at`: 10 hop
+/// packets (two groups of 4 with a parity each).
+fn epoch_burst(rx: &mut LinkRx, epoch: u32, first: u32, at: Instant, got: &mut Vec<Vec<u8>>) {
+    let rtt = Duration::from_millis(2);
+    let mut tx = LinkTx::new(1, 2, settings(4, 1), rtt, epoch);
+    let mut wire = Vec::new();
+    for s in first..first + 8 {
+        tx.send(Protect::FecArq, &original(s, 100), at, &mut wire);
+    }
+    for p in &wire {
+        let (kind, _, body) = split(p);
+        rx.on_packet(kind, body, at, got).unwrap();
+    }
+}
+
+/// A restarted sender (new epoch, numbering from 0 again) is followed once the old epoch has
+/// gone silent; while an epoch is live, packets of any other are stale, whichever looks newer.
 #[test]
 fn receiver_follows_a_restarted_sender() {
     let t = Instant::now();
-    let rtt = Duration::from_millis(2);
-    let mut rx = LinkRx::new(2, 1, rtt);
+    let ms = Duration::from_millis;
+    let mut rx = LinkRx::new(2, 1, Duration::from_millis(2));
     let mut got = Vec::new();
-    for (epoch, first) in [(100u32, 0u32), (200, 1000), (150, 2000)] {
-        let mut tx = LinkTx::new(1, 2, settings(4, 1), rtt, epoch);
-        let mut wire = Vec::new();
-        for s in first..first + 8 {
-            tx.send(Protect::FecArq, &original(s, 100), t, &mut wire);
-        }
-        for p in &wire {
-            let (kind, _, body) = split(p);
-            rx.on_packet(kind, body, t, &mut got).unwrap();
-        }
-    }
-    assert_eq!(got.len(), 16, "the stale epoch 150 is ignored");
+    epoch_burst(&mut rx, 100, 0, t, &mut got);
+    epoch_burst(&mut rx, 200, 1000, t + ms(50), &mut got);
+    assert_eq!((got.len(), rx.stats().stale), (8, 10), "epoch 100 is live: 200 is stale");
+    epoch_burst(&mut rx, 200, 1000, t + ms(300), &mut got);
+    assert_eq!((got.len(), rx.stats().resets), (16, 1), "epoch 100 went silent: 200 is followed");
+    epoch_burst(&mut rx, 100, 8, t + ms(310), &mut got);
+    assert_eq!((got.len(), rx.stats().stale), (16, 20), "a straggler of 100 is stale");
+}
+
+/// One forged or stray packet with another epoch, arriving while the link is idle, is
+/// followed; it cannot lock out the real sender, which is followed again once it stops.
+#[test]
+fn a_stray_epoch_does_not_lock_out_the_sender() {
+    let t = Instant::now();
+    let ms = Duration::from_millis;
+    let mut rx = LinkRx::new(2, 1, Duration::from_millis(2));
+    let mut got = Vec::new();
+    epoch_burst(&mut rx, 1_000, 0, t, &mut got);
+    let stray = HopHeader { epoch: 1_000 + (1 << 30), group: 0, index: 1, k: 1, m: 1, flags: 1 };
+    let mut p = stray.encode().to_vec();
+    p.extend_from_slice(&[0; 40]);
+    rx.on_packet(PacketKind::FecParity as u8, &p, t + ms(500), &mut got).unwrap();
     assert_eq!(rx.stats().resets, 1);
+    epoch_burst(&mut rx, 1_000, 8, t + ms(600), &mut got);
+    assert_eq!((got.len(), rx.stats().stale), (8, 10), "the stray epoch is live for 200 ms");
+    epoch_burst(&mut rx, 1_000, 16, t + ms(800), &mut got);
+    assert_eq!((got.len(), rx.stats().resets), (16, 2), "the sender is followed again");
 }
 
 /// The benchmark's comparison as a check: at 10 % loss per hop, adaptive FEC+ARQ leaves no
