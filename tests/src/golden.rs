@@ -20,7 +20,10 @@ use wecan::{
     datapath::{Relay, RouteSel},
 };
 use wecan_common::{
-    maps::{RelayConfig, RouteAction, RouteOrigin, RouteValue, config_flags::PROBE_REPLY_IN_XDP},
+    maps::{
+        DEFAULT_FIB_CACHE_MS, RelayConfig, RouteAction, RouteOrigin, RouteValue,
+        config_flags::PROBE_REPLY_IN_XDP,
+    },
     stats::Stat,
     wire::{PacketKind, RelayHeader},
 };
@@ -51,7 +54,7 @@ pub struct Fixture {
     pub in_mac: [u8; 6],
     pub out_mac: [u8; 6],
     pin_dir: std::path::PathBuf,
-    _ns: Netns,
+    ns: Netns,
 }
 
 impl Drop for Fixture {
@@ -130,7 +133,8 @@ impl Fixture {
             enabled: 1,
             flags: PROBE_REPLY_IN_XDP,
             table: 0,
-            _pad: [0; 3],
+            _pad: 0,
+            fib_cache_ms: DEFAULT_FIB_CACHE_MS,
         })?;
         Ok(Self {
             in_if: ns.ifindex("in0")?,
@@ -138,7 +142,7 @@ impl Fixture {
             out_mac: ns.mac("out0")?,
             relay,
             pin_dir,
-            _ns: ns,
+            ns,
         })
     }
 
@@ -156,6 +160,17 @@ impl Fixture {
         let res = self.relay.program().unwrap().test_run(opts).unwrap();
         out.truncate(res.data_size_out as usize);
         (res.return_value, out)
+    }
+
+    /// Runs `ip ARGS…` in the fixture's namespace (to change routes or neighbours).
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<()> {
+        self.ns.ip(args).map(drop)
+    }
+
+    /// Sets how long the program reuses FIB lookups (`RelayConfig::fib_cache_ms`).
+    pub fn set_fib_cache_ms(&mut self, ms: u16) -> anyhow::Result<()> {
+        let cfg = self.relay.maps.config()?;
+        self.relay.maps.set_config(RelayConfig { fib_cache_ms: ms, ..cfg })
     }
 
     pub fn counter(&self, s: Stat) -> u64 {

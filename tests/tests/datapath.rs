@@ -8,7 +8,7 @@
 
 use etherparse::{PacketBuilder, VlanId};
 use wecan_common::stats::{Stat, xdp};
-use wecan_tests::{golden::*, skip_privileged};
+use wecan_tests::{golden::*, net::pin_to_cpu, skip_privileged};
 
 fn fixture(name: &str) -> Option<Fixture> {
     if skip_privileged(name) { None } else { Some(Fixture::new().unwrap()) }
@@ -256,4 +256,37 @@ fn non_relay_traffic_is_left_to_the_kernel() {
     let mut opts = from_peer(&f, TX_V4, 1, 5);
     opts[14] = 0x46;
     f.expect(&opts, xdp::PASS, Stat::IpOptions);
+}
+
+/// FIB lookups are reused per next hop and CPU for `fib_cache_ms`: while fresh, a neighbour
+/// change is not seen (the cache answers); a packet longer than any the lookup passed is
+/// looked up afresh (its MTU check); with the cache off, every packet is looked up.
+#[test]
+fn fib_lookups_are_cached_per_next_hop() {
+    let Some(mut f) = fixture("fib_cache") else {
+        return;
+    };
+    pin_to_cpu(0);
+    f.set_fib_cache_ms(60_000).unwrap();
+    let moved = [2, 0, 0, 0, 1, 0x33];
+    let neigh =
+        |mac| ["neigh", "replace", "10.1.0.3", "lladdr", mac, "dev", "in0", "nud", "permanent"];
+    let in_mac = f.in_mac;
+    let sized = |ip_len: usize| {
+        let mut p = relay_payload(TX_V4, 1, 5);
+        p.resize(ip_len - 28, 0);
+        v4(PEER_MAC, in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &p)
+    };
+    let small = from_peer(&f, TX_V4, 1, 5);
+
+    assert_eq!(f.expect(&small, xdp::TX, Stat::Tx)[..6], SAME_LINK_MAC);
+    f.ip(&neigh("02:00:00:00:01:33")).unwrap();
+    assert_eq!(f.expect(&small, xdp::TX, Stat::Tx)[..6], SAME_LINK_MAC, "cached");
+    f.expect(&sized(1600), xdp::DROP, Stat::DropMtu);
+    assert_eq!(f.expect(&sized(1000), xdp::TX, Stat::Tx)[..6], moved, "longer: looked up");
+    assert_eq!(f.expect(&small, xdp::TX, Stat::Tx)[..6], moved, "and that result cached");
+
+    f.ip(&neigh("02:00:00:00:01:03")).unwrap();
+    f.set_fib_cache_ms(0).unwrap();
+    assert_eq!(f.expect(&small, xdp::TX, Stat::Tx)[..6], SAME_LINK_MAC, "cache off");
 }

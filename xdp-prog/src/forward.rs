@@ -1,5 +1,9 @@
 //! Egress resolution and emission, after xdp-forward: `bpf_fib_lookup` for the egress
 //! interface and MACs, then XDP_TX (same interface) or `bpf_redirect_map` (devmap).
+//!
+//! A successful lookup is kept per CPU for `RelayConfig::fib_cache_ms` and reused for packets to
+//! the same next hop that are no longer than one the lookup's MTU check passed. Failures are
+//! never cached: a missing neighbour goes to the kernel on every packet until it resolves.
 
 use core::mem::{size_of, zeroed};
 
@@ -10,16 +14,16 @@ use aya_ebpf::{
         BPF_FIB_LKUP_RET_PROHIBIT, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LKUP_RET_UNREACHABLE,
         BPF_FIB_LOOKUP_DIRECT, bpf_fib_lookup as FibParams,
     },
-    helpers::bpf_fib_lookup,
+    helpers::{bpf_fib_lookup, bpf_ktime_get_coarse_ns},
     programs::XdpContext,
 };
 use network_types::{ip::IpProto, udp::UdpHdr};
 use wecan_common::{
-    maps::{FAMILY_V4, LOOKUP_IFINDEX, RouteValue},
+    maps::{FAMILY_V4, FIB_CACHE_SLOTS, FibCacheEntry, LOOKUP_IFINDEX, RouteValue},
     stats::Stat,
 };
 
-use crate::maps::TX_PORTS;
+use crate::maps::{FIB_CACHE, TX_PORTS};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -31,6 +35,53 @@ pub struct Egress {
     pub dmac: [u8; 6],
 }
 
+/// Resolves egress for `route`: from this CPU's FIB cache if resolved less than `cache_ms`
+/// ago, else with the kernel FIB and neighbour table ([`lookup`]), whose success is cached.
+#[inline(always)]
+pub fn resolve(
+    ctx: &XdpContext,
+    route: &RouteValue,
+    ip_len: u16,
+    cache_ms: u16,
+) -> Result<Egress, Stat> {
+    if cache_ms == 0 {
+        return lookup(ctx, route, ip_len);
+    }
+    let ttl_ns = u64::from(cache_ms) * 1_000_000;
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let slot = FIB_CACHE.get_ptr_mut(fib_slot(&route.next_addr));
+    let fresh = |e: &FibCacheEntry| now.wrapping_sub(e.resolved_ns) < ttl_ns;
+    if let Some(e) = slot {
+        // SAFETY: per-CPU slot from a successful lookup: no other writer.
+        let e = unsafe { &*e };
+        if fresh(e) && ip_len <= e.max_len && same_next_hop(e, route) {
+            return Ok(Egress { ifindex: e.ifindex, smac: e.smac, dmac: e.dmac });
+        }
+    }
+    let egress = lookup(ctx, route, ip_len)?;
+    if let Some(e) = slot {
+        // SAFETY: as above.
+        let e = unsafe { &mut *e };
+        // A fresh entry for the same next hop failed only the length check: widen it.
+        let max_len =
+            if fresh(e) && same_next_hop(e, route) { e.max_len.max(ip_len) } else { ip_len };
+        *e = FibCacheEntry {
+            resolved_ns: now,
+            next_addr: route.next_addr,
+            src_addr: route.src_addr,
+            family: route.family,
+            _pad: 0,
+            max_len,
+            ifindex: egress.ifindex,
+            smac: egress.smac,
+            dmac: egress.dmac,
+            _pad2: [0; 4],
+        };
+    }
+    Ok(egress)
+}
+
 /// Resolves egress for `route` with the kernel FIB and neighbour table.
 ///
 /// The lookup runs as if the packet came from `lo` ([`LOOKUP_IFINDEX`]): the relay
@@ -38,7 +89,7 @@ pub struct Egress {
 /// forwarding, which stays off on the NICs (the kernel refuses FIB lookups from an
 /// interface whose forwarding flag is off, and the agent turns it on for `lo` only).
 #[inline(always)]
-pub fn resolve(ctx: &XdpContext, route: &RouteValue, ip_len: u16) -> Result<Egress, Stat> {
+fn lookup(ctx: &XdpContext, route: &RouteValue, ip_len: u16) -> Result<Egress, Stat> {
     // SAFETY: plain-old-data struct for the helper; all-zero is its documented default.
     let mut p: FibParams = unsafe { zeroed() };
     p.l4_protocol = IpProto::Udp as u8;
@@ -90,6 +141,22 @@ pub fn emit(ctx: &XdpContext, egress: &Egress) -> Result<Stat, Stat> {
 pub fn ip_len(udp: *const UdpHdr, ip_hdr_len: usize) -> u16 {
     // SAFETY: bounds-checked by the parser.
     (unsafe { (*udp).len() } as usize + ip_hdr_len) as u16
+}
+
+/// The cache slot of a next-hop address: its bytes folded (for IPv4 the host byte varies most).
+#[inline(always)]
+fn fib_slot(addr: &[u8; 16]) -> u32 {
+    let w = words(addr);
+    let x = w[0] ^ w[1] ^ w[2] ^ w[3];
+    (x ^ (x >> 8) ^ (x >> 16) ^ (x >> 24)) & (FIB_CACHE_SLOTS - 1)
+}
+
+/// Whether cache entry `e` was resolved for `route`'s next hop (the lookup's inputs).
+#[inline(always)]
+fn same_next_hop(e: &FibCacheEntry, route: &RouteValue) -> bool {
+    e.family == route.family
+        && words(&e.next_addr) == words(&route.next_addr)
+        && words(&e.src_addr) == words(&route.src_addr)
 }
 
 #[inline(always)]

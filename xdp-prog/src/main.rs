@@ -69,7 +69,8 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
         _ => return Err(Stat::DropBadRoute),
     };
 
-    let egress = forward::resolve(ctx, route, forward::ip_len(pkt.udp, ip_hdr_len))?;
+    let ip_len = forward::ip_len(pkt.udp, ip_hdr_len);
+    let egress = forward::resolve(ctx, route, ip_len, cfg.fib_cache_ms)?;
     rewrite::apply(&pkt, route, &egress, cfg.port);
     forward::emit(ctx, &egress)
 }

@@ -1,6 +1,6 @@
-//! Every BPF map of the relay program, declared once. All are pinned by name under the
-//! agent's bpffs directory, so the CLI can read them and a restarted agent can take them
-//! over. Key/value types live in `wecan_common::maps`.
+//! Every BPF map of the relay program, declared once. All but the FIB cache (private to the
+//! datapath) are pinned by name under the agent's bpffs directory, so the CLI can read them
+//! and a restarted agent can take them over. Key/value types live in `wecan_common::maps`.
 
 use aya_ebpf::{
     macros::map,
@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use wecan_common::{
     maps::{
-        FlowKey, LinkValue, MAX_FLOW_ROUTES, MAX_LINKS, MAX_PEERS, MAX_ROUTES, MAX_TX_PORTS,
-        PeerValue, RelayConfig, RouteKey, RouteValue,
+        FIB_CACHE_SLOTS, FibCacheEntry, FlowKey, LinkValue, MAX_FLOW_ROUTES, MAX_LINKS, MAX_PEERS,
+        MAX_ROUTES, MAX_TX_PORTS, PeerValue, RelayConfig, RouteKey, RouteValue,
     },
     stats::{Counter, Stat},
 };
@@ -46,6 +46,12 @@ pub static FLOW_ROUTES: HashMap<FlowKey, RouteValue> = HashMap::pinned(MAX_FLOW_
 /// interface it attaches to; read by `bpf_redirect_map`.
 #[map(name = "WECAN_TX_PORTS")]
 pub static TX_PORTS: DevMapHash = DevMapHash::pinned(MAX_TX_PORTS, 0);
+
+/// Egress per next hop as `bpf_fib_lookup` last resolved it, per CPU, slot chosen by
+/// next-hop address (`forward::resolve`). Written and read by the datapath only.
+#[map(name = "WECAN_FIB_CACHE")]
+pub static FIB_CACHE: PerCpuArray<FibCacheEntry> =
+    PerCpuArray::with_max_entries(FIB_CACHE_SLOTS, 0);
 
 /// Per-CPU packet/byte counter per outcome (`Stat` index). Written per packet; read and
 /// summed by the CLI and agent.

@@ -52,7 +52,10 @@ pub struct RelayConfig {
     /// Which of the two route tables is live (0 or 1). The agent rewrites the other one and
     /// then flips this byte, so a route push is applied atomically, as a whole.
     pub table: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    /// Milliseconds a `bpf_fib_lookup` result is reused per next hop and CPU (the `FIB_CACHE`
+    /// map); 0 looks up every packet.
+    pub fib_cache_ms: u16,
 }
 
 /// Bits of [`RelayConfig::flags`].
@@ -213,6 +216,35 @@ impl RouteValue {
     }
 }
 
+/// Slots of the relay's per-CPU FIB cache, which is direct-mapped by next-hop address: a
+/// relay forwards to its handful of peers and attached clients.
+pub const FIB_CACHE_SLOTS: u32 = 256;
+const _: () = assert!(FIB_CACHE_SLOTS.is_power_of_two());
+/// Default of [`RelayConfig::fib_cache_ms`]: a route or neighbour change reaches the
+/// datapath within 10 ms, while the lookup (half of the relay's per-packet cost, more on
+/// IPv6) runs once per next hop and CPU in that time.
+pub const DEFAULT_FIB_CACHE_MS: u16 = 10;
+
+/// Value of the `FIB_CACHE` per-CPU array: the egress `bpf_fib_lookup` resolved for one next
+/// hop. Written and read by the datapath only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FibCacheEntry {
+    /// `bpf_ktime_get_coarse_ns` time of the lookup.
+    pub resolved_ns: u64,
+    /// The route fields the lookup was made for (see [`RouteValue`]); family 0: empty.
+    pub next_addr: [u8; 16],
+    pub src_addr: [u8; 16],
+    pub family: u8,
+    pub _pad: u8,
+    /// Longest IP packet the lookup's MTU check passed; a longer one is looked up afresh.
+    pub max_len: u16,
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub _pad2: [u8; 4],
+}
+
 /// Value of `LINKS` (keyed by peer node ID): the agent's probe statistics of one link.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -259,6 +291,9 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 8);
         assert_eq!(size_of::<RouteValue>(), 56);
         assert_eq!(size_of::<LinkValue>(), 48);
+        assert_eq!(size_of::<FibCacheEntry>(), 64);
+        assert_eq!(offset_of!(FibCacheEntry, next_addr), 8);
+        assert_eq!(offset_of!(FibCacheEntry, ifindex), 44);
         assert_eq!(offset_of!(RouteValue, next_port), 4);
         assert_eq!(offset_of!(RouteValue, next_node), 8);
         assert_eq!(offset_of!(RouteValue, next_addr), 24);

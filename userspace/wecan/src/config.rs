@@ -10,7 +10,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use wecan_common::{maps::RouteAction, wire::DEFAULT_PORT};
+use wecan_common::{
+    maps::{DEFAULT_FIB_CACHE_MS, RouteAction},
+    wire::DEFAULT_PORT,
+};
 
 use crate::{
     fec,
@@ -47,12 +50,20 @@ pub struct Config {
     /// Who answers probes addressed to this relay.
     #[serde(default)]
     pub probe_reply: ProbeReply,
+    /// Milliseconds the datapath reuses a `bpf_fib_lookup` result per next hop and CPU: how
+    /// long a route or neighbour change may take to reach it. 0 looks up every packet.
+    #[serde(default = "default_fib_cache_ms")]
+    pub fib_cache_ms: u16,
     /// Controller URL (e.g. `http://127.0.0.1:7400`); without one, static routes only.
     pub controller: Option<String>,
     /// Milliseconds between link reports to the controller (a link changing state is
     /// reported at once).
     #[serde(default = "default_report_interval")]
     pub report_interval_ms: u64,
+}
+
+fn default_fib_cache_ms() -> u16 {
+    DEFAULT_FIB_CACHE_MS
 }
 
 fn default_report_interval() -> u64 {

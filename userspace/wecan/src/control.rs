@@ -102,7 +102,8 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config, table: &RouteTable) -> Result
         enabled: 1,
         flags,
         table: live,
-        _pad: [0; 3],
+        _pad: 0,
+        fib_cache_ms: cfg.fib_cache_ms,
     })?;
     info!(
         "node {}: {} peers, {} static routes, relay port {}",

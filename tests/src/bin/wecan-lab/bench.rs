@@ -30,10 +30,13 @@ use aya::{
 };
 use etherparse::PacketBuilder;
 use wecan::{datapath::TESTKIT_OBJECT, fec, routing};
-use wecan_common::wire::{HEADER_LEN, PacketKind, RelayHeader};
+use wecan_common::{
+    maps::DEFAULT_FIB_CACHE_MS,
+    wire::{HEADER_LEN, PacketKind, RelayHeader},
+};
 use wecan_tests::{
     golden::{self, Fixture, PEER_MAC, TX_V4, TX_V6},
-    net::in_netns,
+    net::{in_netns, pin_to_cpu},
     scenario,
     topology::{Topology, iface},
 };
@@ -58,6 +61,8 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
     r.insert("relay_cost_ratio_v4", cost.v4 / cost.min);
     r.insert("relay_cost_ratio_v6", cost.v6 / cost.min);
     r.insert("floor_ns_per_pkt", cost.floor);
+    r.insert("relay_ns_per_pkt_v4_nocache", cost.v4_nocache);
+    r.insert("relay_ns_per_pkt_v6_nocache", cost.v6_nocache);
 
     eprintln!("bench: forwarding rate G → R → S…");
     let rate = rates()?;
@@ -154,6 +159,9 @@ struct Cost {
     min: f64,
     v4: f64,
     v6: f64,
+    /// With `fib_cache_ms = 0`: `bpf_fib_lookup` on every packet.
+    v4_nocache: f64,
+    v6_nocache: f64,
 }
 
 /// Runs `f` on a thread that has entered a fresh golden-packet fixture namespace.
@@ -216,17 +224,32 @@ fn cost(f: &mut Fixture) -> Result<Cost> {
     }
     let xdp = wecan_common::stats::xdp::TX;
     let (mut floor, mut min, mut r4, mut r6) = (vec![], vec![], vec![], vec![]);
+    let (mut r4_nocache, mut r6_nocache) = (vec![], vec![]);
+    // The FIB cache is per CPU: stay on one.
+    pin_to_cpu(1);
     for _ in 0..COST_ROUNDS {
         let swap: &Xdp = testkit.program("testkit_mac_swap_tx").context("testkit")?.try_into()?;
         min.push(time_prog(swap, &v4, &ctx4, xdp)?);
         let pass: &Xdp = testkit.program("testkit_pass").context("testkit")?.try_into()?;
         floor.push(time_prog(pass, &v4, &ctx4, wecan_common::stats::xdp::PASS)?);
-        let relay = f.relay.program()?;
-        r4.push(time_prog(relay, &v4, &ctx4, xdp).context("relay, IPv4")?);
-        let relay = f.relay.program()?;
-        r6.push(time_prog(relay, &v6, &ctx6, xdp).context("relay, IPv6")?);
+        for (cache_ms, r4, r6) in
+            [(DEFAULT_FIB_CACHE_MS, &mut r4, &mut r6), (0, &mut r4_nocache, &mut r6_nocache)]
+        {
+            f.set_fib_cache_ms(cache_ms)?;
+            let relay = f.relay.program()?;
+            r4.push(time_prog(relay, &v4, &ctx4, xdp).context("relay, IPv4")?);
+            let relay = f.relay.program()?;
+            r6.push(time_prog(relay, &v6, &ctx6, xdp).context("relay, IPv6")?);
+        }
     }
-    Ok(Cost { floor: median(floor), min: median(min), v4: median(r4), v6: median(r6) })
+    Ok(Cost {
+        floor: median(floor),
+        min: median(min),
+        v4: median(r4),
+        v6: median(r6),
+        v4_nocache: median(r4_nocache),
+        v6_nocache: median(r6_nocache),
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -444,16 +467,6 @@ fn pin_napi_threads(dev: &str, cpu: usize) -> Result<()> {
     Ok(())
 }
 
-/// Pins the calling thread to one CPU.
-pub(crate) fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t with one bit set, applied to the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// The traffic generator: `testkit_gen` run through BPF_PROG_TEST_RUN live frames with
 /// `frame` (its headers also loaded as the program's template), XDP_TX out of `ifindex`.
 pub(crate) struct Generator {
@@ -644,6 +657,8 @@ fn render(r: &BTreeMap<&'static str, f64>) -> String {
         ("MAC swap + XDP_TX (baseline)", "min_ns_per_pkt"),
         ("wecan relay, IPv4 forward (XDP_TX)", "relay_ns_per_pkt_v4"),
         ("wecan relay, IPv6 forward (XDP_TX)", "relay_ns_per_pkt_v6"),
+        ("  IPv4, FIB lookup every packet", "relay_ns_per_pkt_v4_nocache"),
+        ("  IPv6, FIB lookup every packet", "relay_ns_per_pkt_v6_nocache"),
     ];
     for (name, k) in rows {
         let _ = writeln!(s, "  {:<40} {:>10.1}  {:>7.2}×", name, r[k], r[k] / r["min_ns_per_pkt"]);
@@ -721,8 +736,9 @@ JSON: `{json}`\n\n\
 - **Per-packet cost**: BPF_PROG_TEST_RUN of the real relay object in a namespace with real\n  \
 routes and neighbours (the golden-packet fixture), {calls} calls per program and round, one run\n  \
 per call, rounds interleaved, median. The relay takes its full forwarding path (parse, peer\n  \
-check, header check, flow and destination lookups, `bpf_fib_lookup`, rewrite with checksum\n  \
-updates, XDP_TX). One run per call because with repeat > 1 the kernel runs the program on its\n  \
+check, header check, flow and destination lookups, egress from the per-CPU FIB cache\n  \
+(`fib_cache_ms` = 10, the default), rewrite with checksum updates, XDP_TX); the two indented\n  \
+rows set `fib_cache_ms = 0`, so `bpf_fib_lookup` runs on every packet. One run per call because with repeat > 1 the kernel runs the program on its\n  \
 own output (the rewritten packet is no longer from a peer) and, on this kernel, each such call\n  \
 also spends ~40 ms updating the XDP dispatcher. The kernel times the run, not the syscall, but\n  \
 its two clock reads fall inside the window: the XDP_PASS-only program shows that floor.\n\
@@ -766,7 +782,7 @@ parity per group; its published residual at 10 % loss is 0.0089 % at 50 % overhe
 Overhead counts every extra byte on the wire (44 header bytes per packet, parity, resends, NACKs)\n  \
 per payload byte; added latency is delivery time minus the links' delay.\n\
 - **3 lossy hops in namespaces**: `scenario::lossy` (the topology of `tests/tests/protection.rs`),\n  \
-real agents and XDP; the parity follows the loss the probes measure.\n\
+real agents and XDP; the parity follows the receivers' loss reports.\n\
 - **Route computation**: `wecan::routing::bench_full_mesh`: random full mesh (every ordered pair\n  \
 linked), one `Router::compute` (all-pairs paths, hysteresis, loop-free backups) on one core.\n\
 - **Probe RTT error**: two relays over an emulated link (5 ms each way, userspace impairment\n  \

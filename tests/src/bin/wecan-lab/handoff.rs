@@ -30,11 +30,11 @@ use wecan::datapath::TESTKIT_OBJECT;
 use wecan_common::wire::MAGIC;
 use wecan_tests::{
     golden,
-    net::in_netns,
+    net::{in_netns, pin_to_cpu},
     topology::{Topology, iface},
 };
 
-use crate::bench::{EVERY, Generator, RATE_SECS, pin_to_cpu, rate_frame};
+use crate::bench::{EVERY, Generator, RATE_SECS, rate_frame};
 
 /// UMEM frames (and ring entries) of the AF_XDP socket.
 const FRAMES: u32 = 4096;
