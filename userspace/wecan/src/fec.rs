@@ -139,8 +139,8 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The backend [`Codec::new`] uses for `(k, m)`: always Cauchy, from [`bench()`] runs at
-    /// 1,200-byte packets on an AVX2 host.
+    /// The backend [`Codec::new`] uses for `(k, m)`: always Cauchy, from [`bench_backends`]
+    /// runs at 1,200-byte packets on an AVX2 host (`cargo xtask bench`, `BENCHMARKS.md`).
     ///
     /// - Decode: Cauchy rebuilds 1–2 lost packets at 13–34 GiB/s of group data for any `k, m`;
     ///   reed-solomon-simd spends at least ~130 µs per decode (0.03–0.7 GiB/s, k = 4..200).
@@ -798,6 +798,25 @@ pub fn bench(
     (encode, decode, encode_rs, decode_rs)
 }
 
+/// Both backends behind [`Codec`] on the same groups, as [`bench()`] measures them:
+/// `[(encode, decode) of Cauchy, (encode, decode) of reed-solomon-simd]` in GiB/s; the
+/// figures behind [`Backend::for_params`].
+///
+/// # Panics
+/// As [`bench()`].
+pub fn bench_backends(
+    k: usize,
+    m: usize,
+    packet: usize,
+    lost: usize,
+    min_time: Duration,
+) -> [(f64, f64); 2] {
+    [Backend::Cauchy, Backend::ReedSolomon].map(|b| {
+        let mut codec = Codec::with_backend(k, m, b).expect("bench: invalid k, m");
+        bench_codec(&mut codec, packet, lost, min_time)
+    })
+}
+
 /// `(encode, decode)` GiB/s of `codec`, as described for [`bench()`].
 fn bench_codec(codec: &mut Codec, packet: usize, lost: usize, min_time: Duration) -> (f64, f64) {
     let (k, m) = (codec.k(), codec.m());
@@ -1279,39 +1298,6 @@ mod tests {
             }
             // Both outcomes are exercised, not just the error paths.
             assert!(ok > 50 && err > 50, "{backend:?}: {ok} ok, {err} errors");
-        }
-    }
-
-    /// Throughput of this codec against plain reed-solomon-simd at 1,200-byte packets with
-    /// 2 data packets lost. `cargo test --release -- --ignored --nocapture throughput`.
-    #[test]
-    #[ignore = "benchmark; run in release"]
-    fn throughput_vs_reed_solomon_simd() {
-        println!("  k   m  enc ours  dec ours  enc rs-simd  dec rs-simd  (GiB/s of data)");
-        for (k, m) in [(10, 2), (10, 3), (10, 4), (10, 5), (20, 10)] {
-            let (eo, d_o, er, dr) = bench(k, m, 1200, 2, Duration::from_millis(300));
-            println!("{k:>3} {m:>3} {eo:>9.2} {d_o:>9.2} {er:>12.2} {dr:>12.3}");
-        }
-    }
-
-    /// Both backends over a grid of (k, m), behind `Backend::for_params`.
-    #[test]
-    #[ignore = "benchmark; run in release"]
-    fn backend_sweep() {
-        println!(
-            "  k   m  lost  cauchy enc/dec    rs enc/dec  (GiB/s of data, 1,200-byte packets)"
-        );
-        for (k, m) in
-            [(4, 6), (10, 4), (20, 10), (32, 16), (50, 20), (64, 64), (100, 50), (200, 55)]
-        {
-            for lost in [1, 2, m / 2] {
-                let time = Duration::from_millis(100);
-                let mut cauchy = Codec::with_backend(k, m, Backend::Cauchy).unwrap();
-                let mut rs = Codec::with_backend(k, m, Backend::ReedSolomon).unwrap();
-                let (ce, cd) = bench_codec(&mut cauchy, 1200, lost, time);
-                let (re, rd) = bench_codec(&mut rs, 1200, lost, time);
-                println!("{k:>3} {m:>3} {lost:>5} {ce:>7.2} {cd:>7.2} {re:>7.2} {rd:>7.3}");
-            }
         }
     }
 }

@@ -100,6 +100,9 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
         }
     }
 
+    eprintln!("bench: FEC backends behind the codec…");
+    let backends_table = fec_backends();
+
     let protection_table = crate::protection::run(&mut r)?;
     r.insert("slowpath_vs_xdp", r["slowpath_pps"] / r["xdp_pps"]);
 
@@ -141,6 +144,7 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
             get("dec_rs")
         );
     }
+    table.push_str(&backends_table);
     table.push_str(&protection_table);
     print!("{table}");
     if let Some(path) = write {
@@ -616,6 +620,27 @@ fn userspace_relay(sock: std::net::UdpSocket, to: SocketAddrV4, stop: &AtomicBoo
     Ok(forwarded.load(Ordering::Relaxed))
 }
 
+/// The codec's two backends over group shapes from per-hop sizes to far beyond: the table
+/// behind `fec::Backend::for_params` (Cauchy everywhere).
+fn fec_backends() -> String {
+    let mut t = String::from(
+        "\nFEC backends behind the codec, 1,200-byte packets, GiB/s of original data\n  \
+         k+m       lost   Cauchy enc   Cauchy dec   rs-simd enc   rs-simd dec\n",
+    );
+    for (k, m) in [(4, 6), (10, 4), (20, 10), (32, 16), (64, 64), (200, 55)] {
+        for lost in [1, m / 2] {
+            let [(ce, cd), (re, rd)] =
+                fec::bench_backends(k, m, 1200, lost, Duration::from_millis(100));
+            let _ = writeln!(
+                t,
+                "  {:<8} {lost:>5} {ce:>12.2} {cd:>12.2} {re:>13.2} {rd:>13.3}",
+                format!("{k}+{m}")
+            );
+        }
+    }
+    t
+}
+
 /// FEC groups (k data, m parity) measured.
 const FEC_GROUPS: [(usize, usize); 5] = [(10, 2), (10, 3), (10, 4), (10, 5), (20, 10)];
 
@@ -762,7 +787,8 @@ missing sequence numbers at b, in time. Detection: 3 probe intervals of 100 ms w
 then the agent switches to the precomputed backup at once and the controller's new routes follow.\n\
 - **FEC codec**: `wecan::fec::bench`: encode and decode (rebuilding 2 lost data packets from\n  \
 parity) of groups of 1,200-byte packets, encoder/decoder reused, ≥ 0.3 s each, beside plain\n  \
-`reed-solomon-simd` 3.1 in the same run.\n\
+`reed-solomon-simd` 3.1 in the same run. The backend table (`wecan::fec::bench_backends`,\n  \
+≥ 0.1 s each) runs both backends behind the same framing, rebuilding `lost` data packets.\n\
 - **Slow path**: the same G — R — S sweep with R's route set to `slow-path`: XDP passes the\n  \
 packets up, the agent receives them on its UDP socket and sends them on through the kernel (one\n  \
 `recvmsg` and one `sendto` per packet; the agent unpinned, R's receive work as softirq). This is\n  \
