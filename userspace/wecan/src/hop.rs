@@ -239,6 +239,11 @@ pub struct HopHeader {
 }
 
 impl HopHeader {
+    /// The header of a message outside any FEC group (ARQ resends, NACKs, loss reports).
+    fn ungrouped(epoch: u32, flags: u8) -> Self {
+        Self { epoch, group: 0, index: 0, k: 0, m: 0, flags }
+    }
+
     pub fn encode(&self) -> [u8; HOP_HEADER_LEN] {
         let mut b = [0; HOP_HEADER_LEN];
         b[..4].copy_from_slice(&self.epoch.to_be_bytes());
@@ -432,7 +437,7 @@ impl LinkTx {
         };
         // A packet too long for an FEC group (jumbo frames) gets ARQ only.
         let fec = mode.fec() && pkt.len() + arq::HEADER_LEN <= fec::MAX_PACKET;
-        let mut hop = HopHeader { epoch: self.epoch, group: 0, index: 0, k: 0, m: 0, flags: aflag };
+        let mut hop = HopHeader::ungrouped(self.epoch, aflag);
         if fec {
             if self.pending.is_empty() {
                 self.opened = Some(now);
@@ -528,8 +533,7 @@ impl LinkTx {
     /// copies cost little, as resends are a small fraction of the traffic.
     fn resend(&mut self, class: usize, h: arq::Header, pkt: &[u8], out: &mut Vec<Vec<u8>>) {
         self.stats.retransmissions += 1;
-        let hop =
-            HopHeader { epoch: self.epoch, group: 0, index: 0, k: 0, m: 0, flags: hop_flags::ARQ };
+        let hop = HopHeader::ungrouped(self.epoch, hop_flags::ARQ);
         let rflags = if class == 1 { flags::RELIABLE } else { 0 };
         let p =
             hop_packet(PacketKind::Data, self.node, self.peer, rflags, hop, &[&h.encode(), pkt]);
@@ -896,7 +900,7 @@ impl LinkRx {
         let Some((epoch, _)) = self.epoch else { return };
         if self.shards.0 != 0 && self.last_report.is_none_or(|t| now - t >= REPORT_EVERY) {
             self.last_report = Some(now);
-            let hop = HopHeader { epoch, group: 0, index: 0, k: 0, m: 0, flags: hop_flags::REPORT };
+            let hop = HopHeader::ungrouped(epoch, hop_flags::REPORT);
             let mut body = [0u8; 8];
             body[..4].copy_from_slice(&self.shards.0.to_be_bytes());
             body[4..].copy_from_slice(&self.shards.1.to_be_bytes());
@@ -909,8 +913,7 @@ impl LinkRx {
             // not due again before a retry interval.
             for _ in 0..arq::MAX_NACK_RANGES {
                 let Some(nack) = r.poll_nack(now) else { break };
-                let hop =
-                    HopHeader { epoch, group: 0, index: 0, k: 0, m: 0, flags: hop_flags::ARQ };
+                let hop = HopHeader::ungrouped(epoch, hop_flags::ARQ);
                 let rflags = if class == 1 { flags::RELIABLE } else { 0 };
                 let body = nack.encode();
                 for _ in 0..NACK_COPIES {

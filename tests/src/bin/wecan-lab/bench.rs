@@ -283,30 +283,22 @@ fn rates() -> Result<Vec<(&'static str, f64)>> {
     t.link("g", "r")?;
     t.link("r", "s")?;
     // Static neighbours: no ARP in the measurement.
-    let (s_mac, g_mac) = (t.ns("s").mac(&iface("r"))?, t.ns("g").mac(&iface("r"))?);
-    let fmt_mac = |m: [u8; 6]| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-    t.ns("r").ip(&[
-        "neigh",
-        "replace",
-        &t.addr("s", "r").to_string(),
-        "lladdr",
-        &fmt_mac(s_mac),
-        "dev",
-        &iface("s"),
-        "nud",
-        "permanent",
-    ])?;
-    t.ns("r").ip(&[
-        "neigh",
-        "replace",
-        &t.addr("g", "r").to_string(),
-        "lladdr",
-        &fmt_mac(g_mac),
-        "dev",
-        &iface("g"),
-        "nud",
-        "permanent",
-    ])?;
+    for peer in ["s", "g"] {
+        let mac = t.ns(peer).mac(&iface("r"))?;
+        let mac = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let (addr, dev) = (t.addr(peer, "r").to_string(), iface(peer));
+        t.ns("r").ip(&[
+            "neigh",
+            "replace",
+            &addr,
+            "lladdr",
+            &mac,
+            "dev",
+            &dev,
+            "nud",
+            "permanent",
+        ])?;
+    }
     let sink = Sink::attach(&t.ns("s").name, &iface("r"))?;
 
     let mut out = Vec::new();
