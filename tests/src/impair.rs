@@ -367,7 +367,7 @@ impl Worker {
                 counter.fetch_add(1, Relaxed);
             }
             let wait = held.peek().map_or(MAX_WAIT, |h| h.due - now).min(MAX_WAIT);
-            if !readable(self.rx.as_raw_fd(), wait) {
+            if !sockopt::readable(self.rx.as_raw_fd(), wait) {
                 continue;
             }
             let imp =
@@ -391,17 +391,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// Waits up to `timeout` for `fd` to become readable (or report an error).
-fn readable(fd: RawFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos().into(),
-    };
-    // SAFETY: one valid pollfd, a valid timeout, no signal mask. EINTR just returns false.
-    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) > 0 }
 }
 
 /// Reads one waiting frame into `buf` (`None`: nothing waiting). The kernel strips a VLAN

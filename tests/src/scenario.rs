@@ -127,11 +127,18 @@ pub struct Stream {
 
 /// Starts `count` packets a → b at `RATE`, sequence numbers from `first_seq`.
 pub fn stream(t: &Topology, count: u32, first_seq: u32) -> Result<Stream> {
-    stream_with(t, count, first_seq, &[])
+    stream_with(t, count, first_seq, RATE, &[])
 }
 
-/// Like [`stream`], with extra `wecan-client send` arguments (e.g. `--size`, `--reliable`).
-pub fn stream_with(t: &Topology, count: u32, first_seq: u32, send_args: &[&str]) -> Result<Stream> {
+/// Like [`stream`], at `rate` packets/s and with extra `wecan-client send` arguments (e.g.
+/// `--size`, `--reliable`).
+pub fn stream_with(
+    t: &Topology,
+    count: u32,
+    first_seq: u32,
+    rate: u32,
+    send_args: &[&str],
+) -> Result<Stream> {
     let b = t.addr("b", "r4");
     let (count, first) = (count.to_string(), first_seq.to_string());
     let (rx, _, lines) = Proc::spawn_capture(
@@ -153,7 +160,7 @@ pub fn stream_with(t: &Topology, count: u32, first_seq: u32, send_args: &[&str])
     let tx = t
         .client("a")
         .args(["send", "--to", &format!("{r1}:7300"), "--src-node", "100", "--dst-node", "200"])
-        .args(["--count", &count, "--first-seq", &first, "--rate", &RATE.to_string()])
+        .args(["--count", &count, "--first-seq", &first, "--rate", &rate.to_string()])
         .args(send_args)
         .stdout(Stdio::null())
         .spawn()?;
@@ -205,6 +212,10 @@ pub mod lossy {
     pub const RELAYS: [&str; 4] = ["r1", "r2", "r3", "r4"];
     /// Bytes per packet, relay header included: a typical media packet.
     pub const SIZE: usize = 1000;
+    /// Packets per second of a stream: 40 Mbit/s. Every packet crosses three impairment
+    /// elements and three agents; at this rate the chain uses about half of a 2-core
+    /// machine, so a noisy neighbour delays the agents by less than an ARQ deadline.
+    pub const RATE: u32 = 5_000;
 
     /// Static routes of each relay along the chain.
     pub fn routes(r: &str) -> Vec<(&'static str, &'static str)> {
@@ -249,14 +260,15 @@ pub mod lossy {
         Ok(())
     }
 
-    /// Streams `count` packets of [`SIZE`] bytes a → b at [`RATE`] and returns b's report.
+    /// Streams `count` packets of [`SIZE`] bytes a → b at [`RATE`] and returns b's
+    /// report.
     pub fn stream(t: &Topology, count: u32, first_seq: u32, reliable: bool) -> Result<RecvReport> {
         let size = SIZE.to_string();
         let mut args = vec!["--size", &size];
         if reliable {
             args.push("--reliable");
         }
-        let report = stream_with(t, count, first_seq, &args)?.finish()?;
+        let report = stream_with(t, count, first_seq, RATE, &args)?.finish()?;
         // Agents publish their protection counters every 500 ms: let the last ones land.
         std::thread::sleep(Duration::from_millis(700));
         Ok(report)

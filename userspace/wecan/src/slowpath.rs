@@ -68,7 +68,7 @@ pub struct Local<'a> {
     pub rx_ns: Option<u64>,
 }
 
-/// `recvfrom` plus the kernel's receive timestamp.
+/// `recvfrom` plus the kernel's receive timestamp, without blocking.
 fn recv_timestamped(
     sock: &UdpSocket,
     buf: &mut [u8],
@@ -86,7 +86,7 @@ fn recv_timestamped(
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&control);
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -149,7 +149,7 @@ impl SlowPath {
             if left.is_zero() {
                 return Ok(());
             }
-            self.sock.set_read_timeout(Some(left))?;
+            // A busy socket costs one recvmsg per packet; only an empty one waits in poll.
             match recv_timestamped(&self.sock, &mut buf) {
                 Ok((len, from, rx_ns)) => {
                     if let Some((hdr, at)) = self.handle(maps, &mut buf[..len], from) {
@@ -157,11 +157,10 @@ impl SlowPath {
                         on_local(&self.sock, Local { hdr, payload, from, rx_ns });
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    crate::sockopt::readable(self.sock.as_raw_fd(), left);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("slow path receive"),
             }
         }

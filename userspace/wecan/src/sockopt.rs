@@ -1,8 +1,8 @@
 //! Socket options std does not expose: one `setsockopt` wrapper for the agent, the client
-//! and the test toolkit, receive-buffer sizing, and the kernel's count of datagrams a socket
-//! dropped because its buffer was full.
+//! and the test toolkit, receive-buffer sizing, the kernel's count of datagrams a socket
+//! dropped because its buffer was full, and waiting for a socket to become readable.
 
-use std::{io, os::fd::RawFd};
+use std::{io, os::fd::RawFd, time::Duration};
 
 /// `setsockopt(fd, level, name, value)`, naming the option in the error.
 pub fn set<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
@@ -41,4 +41,16 @@ pub fn drops(fd: RawFd) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(info[DROPS])
+}
+
+/// Waits up to `timeout` for `fd` to become readable (or report an error). False on timeout
+/// or a signal: callers loop on their own deadline.
+pub fn readable(fd: RawFd, timeout: Duration) -> bool {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos().into(),
+    };
+    // SAFETY: one valid pollfd, a valid timeout, no signal mask.
+    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) > 0 }
 }

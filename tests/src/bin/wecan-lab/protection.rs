@@ -164,8 +164,9 @@ pub fn run(r: &mut BTreeMap<&'static str, f64>) -> Result<String> {
     let _ = writeln!(
         s,
         "\n3 lossy hops in namespaces (5 % loss each way, 1 ms delay; agents protect each hop), \
-         {NETNS_PACKETS} packets of {} bytes at 10,000/s",
-        lossy::SIZE
+         {NETNS_PACKETS} packets of {} bytes at {}/s",
+        lossy::SIZE,
+        lossy::RATE
     );
     let _ = writeln!(
         s,
