@@ -213,8 +213,8 @@ pub mod lossy {
     /// Bytes per packet, relay header included: a typical media packet.
     pub const SIZE: usize = 1000;
     /// Packets per second of a stream: 40 Mbit/s. Every packet crosses three impairment
-    /// elements and three agents; at this rate the chain uses about half of a 2-core
-    /// machine, so a noisy neighbour delays the agents by less than an ARQ deadline.
+    /// elements and three agents on one small machine; the rate leaves them headroom, so a
+    /// noisy neighbour does not delay the agents past an ARQ deadline.
     pub const RATE: u32 = 5_000;
 
     /// Static routes of each relay along the chain.
@@ -260,8 +260,7 @@ pub mod lossy {
         Ok(())
     }
 
-    /// Streams `count` packets of [`SIZE`] bytes a → b at [`RATE`] and returns b's
-    /// report.
+    /// Streams `count` packets of [`SIZE`] bytes a → b at [`RATE`] and returns b's report.
     pub fn stream(t: &Topology, count: u32, first_seq: u32, reliable: bool) -> Result<RecvReport> {
         let size = SIZE.to_string();
         let mut args = vec!["--size", &size];

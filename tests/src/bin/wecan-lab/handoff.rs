@@ -297,7 +297,6 @@ impl Xsk {
     fn run(self, count: &AtomicU64, stop: &AtomicBool) -> Result<()> {
         pin_to_cpu(1);
         let mask = FRAMES - 1;
-        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         while !stop.load(Ordering::Relaxed) {
             // SAFETY: ring indices and descriptors inside the mappings; the kernel produces rx
             // entries before publishing `producer` (Acquire) and reads fill entries after we
@@ -306,7 +305,7 @@ impl Xsk {
                 let cons = (*self.rx.consumer).load(Ordering::Relaxed);
                 let prod = (*self.rx.producer).load(Ordering::Acquire);
                 if prod == cons {
-                    libc::poll(&mut pfd, 1, 50);
+                    wecan::sockopt::readable(self.fd.as_raw_fd(), Duration::from_millis(50));
                     continue;
                 }
                 let fill_prod = (*self.fill.producer).load(Ordering::Relaxed);
