@@ -15,10 +15,7 @@ use std::{
 
 use aya::programs::{TestRun, TestRunOptions};
 use etherparse::PacketBuilder;
-use wecan::{
-    control,
-    datapath::{Relay, RouteSel},
-};
+use wecan_agent::reconcile;
 use wecan_common::{
     maps::{
         DEFAULT_FIB_CACHE_MS, RelayConfig, RouteAction, RouteOrigin, RouteValue,
@@ -27,6 +24,7 @@ use wecan_common::{
     stats::Stat,
     wire::{PacketKind, RelayHeader},
 };
+use wecan_datapath::{maps::RouteSel, relay::Relay};
 
 use crate::net::{Netns, veth};
 
@@ -102,7 +100,7 @@ impl Fixture {
         m.add_peer(ip("10.1.0.2"), 2)?;
         m.add_peer(ip("fd01::2"), 2)?;
         let fwd =
-            |a: RouteAction, via: &str| control::route_to(a, ip(via), PORT, 9, RouteOrigin::Cli);
+            |a: RouteAction, via: &str| reconcile::route_to(a, ip(via), PORT, 9, RouteOrigin::Cli);
         let routes = [
             (RouteSel::Dst(ME), RouteValue::local(RouteOrigin::Static)),
             (RouteSel::Dst(TX_V4), fwd(RouteAction::Forward, "10.1.0.3")?),
@@ -126,7 +124,7 @@ impl Fixture {
         m.set_route(RouteSel::Dst(UNREACHABLE), unreachable)?;
         let out_if = ns.ifindex("out0")?;
         m.add_tx_port(out_if)?;
-        control::enable_fib_lookups()?;
+        reconcile::enable_fib_lookups()?;
         m.set_config(RelayConfig {
             node_id: ME,
             port: PORT,

@@ -29,7 +29,9 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use wecan::{datapath::TESTKIT_OBJECT, prng::XorShift, sockopt};
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+use wecan_datapath::TESTKIT_OBJECT;
+use wecan_os::sockopt;
 
 use crate::net::{Netns, in_netns, veth};
 
@@ -265,8 +267,8 @@ fn bind(fd: RawFd, ifindex: libc::c_int, protocol_be: u16) -> Result<()> {
 /// The per-direction decisions, with separate generators so that changing the jitter does
 /// not change which frames are lost.
 struct Decide {
-    loss: XorShift,
-    jitter: XorShift,
+    loss: SmallRng,
+    jitter: SmallRng,
     /// Gilbert-Elliott state.
     bad: bool,
     /// Latest due time so far: the earliest a frame may leave without reordering.
@@ -278,8 +280,8 @@ impl Decide {
         // Odd multiples of the golden ratio: well-mixed, nonzero seeds per direction.
         let seed = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(2 * dir as u64 + 1);
         Self {
-            loss: XorShift::new(seed),
-            jitter: XorShift::new(!seed),
+            loss: SmallRng::seed_from_u64(seed),
+            jitter: SmallRng::seed_from_u64(!seed),
             bad: false,
             last_due: Instant::now(),
         }
@@ -289,16 +291,16 @@ impl Decide {
         if imp.drop_all {
             return true;
         }
-        let Some(ge) = imp.burst else { return self.loss.chance(imp.loss) };
-        let lost = self.loss.chance(if self.bad { ge.loss_bad } else { ge.loss_good });
-        if self.loss.chance(if self.bad { ge.p_bad_to_good } else { ge.p_good_to_bad }) {
+        let Some(ge) = imp.burst else { return self.loss.random::<f64>() < imp.loss };
+        let lost = self.loss.random::<f64>() < if self.bad { ge.loss_bad } else { ge.loss_good };
+        if self.loss.random::<f64>() < if self.bad { ge.p_bad_to_good } else { ge.p_good_to_bad } {
             self.bad = !self.bad;
         }
         lost
     }
 
     fn due(&mut self, arrived: Instant, imp: &Impairment) -> Instant {
-        let due = arrived + imp.delay + imp.jitter.mul_f64(self.jitter.unit());
+        let due = arrived + imp.delay + imp.jitter.mul_f64(self.jitter.random::<f64>());
         self.last_due = self.last_due.max(due);
         if imp.reorder { due } else { self.last_due }
     }

@@ -11,6 +11,7 @@ pub mod impair;
 pub mod net;
 pub mod proc;
 pub mod scenario;
+pub mod sim;
 pub mod topology;
 
 /// Privileged tests run unless this variable is set to 1 (an explicit opt-out; CI never

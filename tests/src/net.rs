@@ -80,7 +80,7 @@ impl Netns {
 
     /// Moves the calling thread into this namespace.
     pub fn enter(&self) -> Result<()> {
-        wecan::netns::enter(&self.name)
+        wecan_os::netns::enter(&self.name)
     }
 }
 
@@ -114,7 +114,7 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     let ns = ns.to_owned();
     std::thread::spawn(move || -> Result<T> {
-        wecan::netns::enter(&ns)?;
+        wecan_os::netns::enter(&ns)?;
         Ok(f())
     })
     .join()

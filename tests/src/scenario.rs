@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use wecan::client::RecvReport;
+use wecan_client::RecvReport;
 
 use crate::{impair::Impairment, proc::Proc, topology::Topology};
 
@@ -118,6 +118,25 @@ pub fn wait_route(
     }
 }
 
+/// Waits until `relay` has had a probe reply from each of `peers` (node IDs). A reply means
+/// the kernel resolved the peer's address, so streams that start afterwards are forwarded
+/// in XDP from their first packet; on a lossy link a lost ARP request would otherwise cost
+/// the kernel's 1 s retransmit, the stream meanwhile going to the slow path.
+pub fn wait_probe_replies(t: &Topology, relay: &str, peers: &[u32]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let links = t.links(relay)?;
+        let heard = |p: &u32| links.iter().any(|(n, l)| n == p && l.received > 0);
+        if peers.iter().all(heard) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{relay}: no probe reply from some of {peers:?} within 10 s: {links:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running a → b stream: receiver in b, sender in a.
 pub struct Stream {
     rx: Proc,
@@ -207,7 +226,7 @@ pub fn cut_and_measure(
 /// ```
 pub mod lossy {
     use super::*;
-    use wecan::protect::FlowsReport;
+    use wecan_agent::protection::ProtectionReport;
 
     pub const RELAYS: [&str; 4] = ["r1", "r2", "r3", "r4"];
     /// Bytes per packet, relay header included: a typical media packet.
@@ -245,6 +264,11 @@ pub mod lossy {
         for r in RELAYS {
             t.start_relay(r, &[], &routes(r))?;
         }
+        for (i, r) in (1..).zip(RELAYS) {
+            let neighbours: Vec<u32> =
+                [i - 1, i + 1].into_iter().filter(|n| (1..=4).contains(n)).collect();
+            wait_probe_replies(&t, r, &neighbours)?;
+        }
         Ok(t)
     }
 
@@ -273,9 +297,9 @@ pub mod lossy {
         Ok(report)
     }
 
-    /// `wecan flows -j` of `relay`.
-    pub fn flows(t: &Topology, relay: &str) -> Result<FlowsReport> {
-        Ok(serde_json::from_str(&t.cli(relay, &["-j", "flows"])?)?)
+    /// `wecan protection -j` of `relay`.
+    pub fn protection(t: &Topology, relay: &str) -> Result<ProtectionReport> {
+        Ok(serde_json::from_str(&t.cli(relay, &["-j", "protection"])?)?)
     }
 
     /// Extra bytes per payload byte over the three protected hops so far (hop packets sent
@@ -283,7 +307,7 @@ pub mod lossy {
     pub fn overhead(t: &Topology) -> Result<f64> {
         let (mut extra, mut payload) = (0u64, 0u64);
         for (i, r) in ["r1", "r2", "r3"].iter().enumerate() {
-            let f = flows(t, r)?;
+            let f = protection(t, r)?;
             let tx = f.tx.iter().find(|x| x.peer == i as u32 + 2).context("tx to next relay")?;
             extra += tx.stats.wire_bytes - tx.stats.payload_bytes;
             payload += tx.stats.payload_bytes;

@@ -9,8 +9,8 @@ use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
-use wecan::datapath::{Maps, TESTKIT_OBJECT};
 use wecan_common::wire::DEFAULT_PORT;
+use wecan_datapath::{TESTKIT_OBJECT, maps::Maps};
 
 use crate::{
     bins::bin,

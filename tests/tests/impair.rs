@@ -26,7 +26,7 @@ use aya::{
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
 };
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice, VlanId};
-use wecan::datapath::TESTKIT_OBJECT;
+use wecan_datapath::TESTKIT_OBJECT;
 use wecan_tests::{
     impair::{GilbertElliott, ImpairedLink, Impairment},
     net::{Netns, in_netns},

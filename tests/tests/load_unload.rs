@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use wecan::client::RecvReport;
+use wecan_client::RecvReport;
 use wecan_tests::{
     bins::bin,
     proc::Proc,

@@ -15,10 +15,7 @@ use std::{
     time::Duration,
 };
 
-use wecan::{
-    hop::{HOP_HEADER_LEN, HopHeader},
-    prng::XorShift,
-};
+use rand::{Rng, RngCore, SeedableRng, rngs::SmallRng};
 use wecan_common::wire::{PacketKind, RelayHeader, flags};
 use wecan_tests::{
     net::in_netns,
@@ -26,6 +23,7 @@ use wecan_tests::{
     skip_privileged,
     topology::Topology,
 };
+use wecan_transport::hop::{HOP_HEADER_LEN, HopHeader};
 
 const COUNT: u32 = 50_000;
 
@@ -35,22 +33,22 @@ fn fuzz_r2(t: &Topology, n: u32) {
     let ns = t.ns("r1").name.clone();
     in_netns(&ns, move || {
         let sock = UdpSocket::bind(SocketAddr::from((from, 0))).unwrap();
-        let mut rng = XorShift::new(7);
+        let mut rng = SmallRng::seed_from_u64(7);
         let kinds = [PacketKind::Data, PacketKind::FecParity, PacketKind::Nack];
         for i in 0..n {
             let mut hdr = RelayHeader::new(kinds[i as usize % 3], 1, 2, 0, 0);
-            hdr.flags = flags::HOP | (rng.below(2) as u8 * flags::RELIABLE);
+            hdr.flags = flags::HOP | (rng.random_range(0..2) as u8 * flags::RELIABLE);
             hdr.hop_limit = 1;
             let mut pkt = hdr.to_bytes().to_vec();
             let hop = HopHeader {
                 epoch: rng.next_u64() as u32,
-                group: rng.below(4) as u32,
-                index: rng.below(20) as u8,
-                k: rng.below(12) as u8,
-                m: rng.below(6) as u8,
-                flags: rng.below(4) as u8,
+                group: rng.random_range(0..4) as u32,
+                index: rng.random_range(0..20) as u8,
+                k: rng.random_range(0..12) as u8,
+                m: rng.random_range(0..6) as u8,
+                flags: rng.random_range(0..4) as u8,
             };
-            let body_len = rng.below(300) as usize;
+            let body_len = rng.random_range(0..300) as usize;
             if i % 5 != 0 {
                 pkt.extend_from_slice(&hop.encode()[..HOP_HEADER_LEN.min(body_len)]);
             }
@@ -90,7 +88,7 @@ fn fec_and_arq_repair_three_lossy_hops() {
     let ratio = both.unique as f64 / f64::from(COUNT);
     let overhead = lossy::overhead(&t).unwrap();
     for r in RELAYS {
-        eprintln!("{r}: {}", t.cli(r, &["flows"]).unwrap());
+        eprintln!("{r}: {}", t.cli(r, &["protection"]).unwrap());
     }
     eprintln!("fec+arq: {both:?}, delivery {ratio:.5}, overhead {:.1} %", overhead * 100.0);
     assert!(ratio >= 0.999, "FEC+ARQ delivered {ratio:.5}: {both:?}");
@@ -98,14 +96,15 @@ fn fec_and_arq_repair_three_lossy_hops() {
     assert!(overhead < 0.6, "overhead {overhead}");
     let repaired: u64 = ["r2", "r3", "r4"]
         .iter()
-        .map(|r| lossy::flows(&t, r).unwrap().rx[0].stats.fec_repaired)
+        .map(|r| lossy::protection(&t, r).unwrap().rx[0].stats.fec_repaired)
         .sum();
     assert!(repaired > 1000, "FEC repaired only {repaired} packets");
 
     // Malformed hop messages: counted and dropped; the agent keeps relaying.
     fuzz_r2(&t, 20_000);
     std::thread::sleep(Duration::from_millis(600));
-    let malformed: u64 = lossy::flows(&t, "r2").unwrap().rx.iter().map(|r| r.stats.malformed).sum();
+    let malformed: u64 =
+        lossy::protection(&t, "r2").unwrap().rx.iter().map(|r| r.stats.malformed).sum();
     eprintln!("r2 counted {malformed} malformed hop messages");
     assert!(malformed > 1000, "{malformed}");
 
@@ -116,7 +115,7 @@ fn fec_and_arq_repair_three_lossy_hops() {
     eprintln!("reliable: {reliable:?}");
     assert_eq!(reliable.unique, u64::from(COUNT), "{reliable:?}");
     assert_eq!((reliable.reordered, reliable.duplicates, reliable.corrupt), (0, 0, 0));
-    let flows = lossy::flows(&t, "r2").unwrap();
+    let flows = lossy::protection(&t, "r2").unwrap();
     let r2 = flows.rx.iter().find(|r| r.peer == 1).expect("R2 receives from R1").stats;
     eprintln!("r2 from r1: {} epoch resets, {} stale", r2.resets, r2.stale);
     assert!(r2.resets >= 2, "the fuzz's epochs and then R1's again: {r2:?}");

@@ -11,7 +11,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use wecan::client::RecvReport;
+use wecan_client::RecvReport;
 use wecan_tests::{
     proc::Proc,
     skip_privileged,

@@ -110,12 +110,33 @@ impl RouteAction {
         }
     }
 
+    pub const ALL: [Self; 3] = [Self::Forward, Self::SlowPath, Self::Local];
+
+    /// The name operators write in configs and on the command line.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Forward => "forward",
             Self::SlowPath => "slow-path",
             Self::Local => "local",
         }
+    }
+}
+
+/// A route action name that is not one of [`RouteAction::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownAction;
+
+impl core::fmt::Display for UnknownAction {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("unknown route action; use forward, slow-path or local")
+    }
+}
+
+impl core::str::FromStr for RouteAction {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|a| a.name() == s).ok_or(UnknownAction)
     }
 }
 
@@ -156,7 +177,7 @@ pub mod route_flags {
     pub const ON_BACKUP: u32 = 0x01;
     /// Protect this route's packets on the hop to the next relay with FEC. Any protection
     /// bit comes with [`super::RouteAction::SlowPath`]: XDP hands the packets to the agent,
-    /// which protects them (`wecan::hop`).
+    /// which protects them (`wecan_transport::hop`).
     pub const PROTECT_FEC: u32 = 0x02;
     /// Protect them with selective retransmission (ARQ).
     pub const PROTECT_ARQ: u32 = 0x04;

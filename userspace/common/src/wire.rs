@@ -59,7 +59,7 @@ pub mod flags {
     pub const FEC: u8 = 0x02;
     /// A per-hop protection message between two adjacent relays (kinds data, FEC parity
     /// and NACK): addressed to the next relay, whose agent unwraps it. Its payload starts
-    /// with the hop header of `wecan::hop`.
+    /// with the hop header of `wecan_transport::hop`.
     pub const HOP: u8 = 0x04;
 }
 

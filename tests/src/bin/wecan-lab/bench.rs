@@ -29,11 +29,11 @@ use aya::{
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use etherparse::PacketBuilder;
-use wecan::{datapath::TESTKIT_OBJECT, fec, routing};
 use wecan_common::{
     maps::DEFAULT_FIB_CACHE_MS,
     wire::{HEADER_LEN, PacketKind, RelayHeader},
 };
+use wecan_datapath::TESTKIT_OBJECT;
 use wecan_tests::{
     golden::{self, Fixture, PEER_MAC, TX_V4, TX_V6},
     net::{in_netns, pin_to_cpu},
@@ -79,7 +79,7 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
 
     eprintln!("bench: route computation (full meshes)…");
     for (n, key) in [(50, "route_ms_50"), (200, "route_ms_200"), (1000, "route_ms_1000")] {
-        let (_, router, bytes) = routing::bench_full_mesh(n, 1);
+        let (_, router, bytes) = crate::routing_scale::full_mesh(n, 1);
         r.insert(key, router.as_secs_f64() * 1000.0);
         if n == 1000 {
             r.insert("route_mem_mb_1000", bytes as f64 / 1e6);
@@ -88,7 +88,8 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
 
     eprintln!("bench: FEC codec beside reed-solomon-simd…");
     for (k, m) in FEC_GROUPS {
-        let (enc, dec, enc_rs, dec_rs) = fec::bench(k, m, 1200, 2, Duration::from_millis(300));
+        let (enc, dec, enc_rs, dec_rs) =
+            crate::fec_codec::bench(k, m, 1200, 2, Duration::from_millis(300));
         for (name, v) in [("enc", enc), ("dec", dec), ("enc_rs", enc_rs), ("dec_rs", dec_rs)] {
             fec_rows.push((k, m, name, v));
         }
@@ -371,7 +372,7 @@ fn rate(t: &mut Topology, sink: &Sink, v: Variant) -> Result<(f64, f64)> {
     let sweep = thread::scope(|scope| {
         scope
             .spawn(|| -> Result<Vec<(f64, f64)>> {
-                wecan::netns::enter(&gen_ns)?;
+                wecan_os::netns::enter(&gen_ns)?;
                 let mut generator = Generator::new(frame, ifindex)?;
                 let mut out = Vec::new();
                 for every in EVERY {
@@ -612,8 +613,8 @@ fn userspace_relay(sock: std::net::UdpSocket, to: SocketAddrV4, stop: &AtomicBoo
     Ok(forwarded.load(Ordering::Relaxed))
 }
 
-/// The codec's two backends over group shapes from per-hop sizes to far beyond: the table
-/// behind `fec::Backend::for_params` (Cauchy everywhere).
+/// The codec beside framed reed-solomon-simd over group shapes from per-hop sizes to far beyond:
+/// why the codec is written here (`fec_codec::bench_backends`).
 fn fec_backends() -> String {
     let mut t = String::from(
         "\nFEC backends behind the codec, 1,200-byte packets, GiB/s of original data\n  \
@@ -622,7 +623,7 @@ fn fec_backends() -> String {
     for (k, m) in [(4, 6), (10, 4), (20, 10), (32, 16), (64, 64), (200, 55)] {
         for lost in [1, m / 2] {
             let [(ce, cd), (re, rd)] =
-                fec::bench_backends(k, m, 1200, lost, Duration::from_millis(100));
+                crate::fec_codec::bench_backends(k, m, 1200, lost, Duration::from_millis(100));
             let _ = writeln!(
                 t,
                 "  {:<8} {lost:>5} {ce:>12.2} {cd:>12.2} {re:>13.2} {rd:>13.3}",
@@ -777,10 +778,10 @@ full mesh with 1–5 ms emulated link delays, controller on); a → b at 10,000 
 the link in use is cut (the impairment element drops everything). The outage is the longest run of\n  \
 missing sequence numbers at b, in time. Detection: 3 probe intervals of 100 ms without a reply;\n  \
 then the agent switches to the precomputed backup at once and the controller's new routes follow.\n\
-- **FEC codec**: `wecan::fec::bench`: encode and decode (rebuilding 2 lost data packets from\n  \
+- **FEC codec**: `fec_codec::bench` (wecan-lab): encode and decode (rebuilding 2 lost data packets from\n  \
 parity) of groups of 1,200-byte packets, encoder/decoder reused, ≥ 0.3 s each, beside plain\n  \
-`reed-solomon-simd` 3.1 in the same run. The backend table (`wecan::fec::bench_backends`,\n  \
-≥ 0.1 s each) runs both backends behind the same framing, rebuilding `lost` data packets.\n\
+`reed-solomon-simd` 3.1 in the same run. The backend table (`fec_codec::bench_backends`,\n  \
+≥ 0.1 s each) runs the codec and reed-solomon-simd behind the same framing, rebuilding `lost` data packets.\n\
 - **Slow path**: the same G — R — S sweep with R's route set to `slow-path`: XDP passes the\n  \
 packets up, the agent receives them on its UDP socket and sends them on through the kernel (one\n  \
 `recvmsg` and one `sendto` per packet; the agent unpinned, R's receive work as softirq). This is\n  \
@@ -792,7 +793,7 @@ or redirects them to an AF_XDP socket (`testkit_xsk`, copy mode: veth has no zer
 kernel receive work runs as softirq on CPU 0 beside the generator.\n\
 - **Hop pipeline CPU**: `LinkTx` and `LinkRx` back to back in one thread, 1,200-byte packets,\n  \
 every 20th hop packet dropped so repairs run, per mode, beside wrapping alone.\n\
-- **Delivery against loss**: `wecan::hop::sim`, the real `LinkTx`/`LinkRx` over 3 simulated\n  \
+- **Delivery against loss**: `wecan_tests::sim`, the real `LinkTx`/`LinkRx` over 3 simulated\n  \
 links in virtual time (seeded Bernoulli loss on every packet both ways: data, parity, resends,\n  \
 NACKs; 5 ms one-way delay; timers polled every 1 ms like the agent). Adaptive parity starts\n  \
 at its upper bound and follows the receivers' loss reports from the first one on. UDPspeeder-style is fixed 20 data + 10\n  \
@@ -801,7 +802,7 @@ Overhead counts every extra byte on the wire (44 header bytes per packet, parity
 per payload byte; added latency is delivery time minus the links' delay.\n\
 - **3 lossy hops in namespaces**: `scenario::lossy` (the topology of `tests/tests/protection.rs`),\n  \
 real agents and XDP; the parity follows the receivers' loss reports.\n\
-- **Route computation**: `wecan::routing::bench_full_mesh`: random full mesh (every ordered pair\n  \
+- **Route computation**: `routing_scale::full_mesh` (wecan-lab): random full mesh (every ordered pair\n  \
 linked), one `Router::compute` (all-pairs paths, hysteresis, loop-free backups) on one core.\n\
 - **Probe RTT error**: two relays over an emulated link (5 ms each way, userspace impairment\n  \
 element), both CPUs kept busy by spinning threads; mean probe RTT over the window minus 10 ms, for\n  \

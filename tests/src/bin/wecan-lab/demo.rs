@@ -11,7 +11,7 @@
 //! B's traffic. Every 10 s the direct link turns congested (20 ms delay) or clears (1 ms),
 //! and the controller steers the traffic accordingly. The R2 ~~ R3 link loses 5 % of its
 //! packets; R2 protects its links with FEC+ARQ, so while traffic goes through R2 its agent
-//! protects that hop and R3's agent repairs it (`wecan flows`).
+//! protects that hop and R3's agent repairs it (`wecan protection`).
 
 use std::{
     net::UdpSocket,
@@ -24,7 +24,7 @@ use std::{
 };
 
 use anyhow::Result;
-use wecan::client::{SendSpec, fill_payload, send};
+use wecan_client::{SendSpec, fill_payload, send};
 use wecan_common::wire::{HEADER_LEN, RelayHeader};
 use wecan_tests::{
     impair::Impairment,
@@ -169,7 +169,7 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     receiver.join().map_err(|_| anyhow::anyhow!("receiver panicked"))?;
     println!("\nfinal counters of r1 (`wecan stats`):\n{}", t.cli("r1", &["stats"])?);
     for r in ["r2", "r3"] {
-        println!("per-hop protection at {r} (`wecan flows`):\n{}", t.cli(r, &["flows"])?);
+        println!("per-hop protection at {r} (`wecan protection`):\n{}", t.cli(r, &["protection"])?);
     }
     for r in RELAYS {
         let drops: Vec<String> = t

@@ -26,8 +26,8 @@ use aya::{
     maps::XskMap,
     programs::{Xdp, XdpMode},
 };
-use wecan::datapath::TESTKIT_OBJECT;
 use wecan_common::wire::MAGIC;
+use wecan_datapath::TESTKIT_OBJECT;
 use wecan_tests::{
     golden,
     net::{in_netns, pin_to_cpu},
@@ -105,7 +105,7 @@ fn measure(t: &mut Topology, h: Handoff) -> Result<f64> {
     let best = thread::scope(|scope| {
         scope
             .spawn(|| -> Result<f64> {
-                wecan::netns::enter(&gen_ns)?;
+                wecan_os::netns::enter(&gen_ns)?;
                 let mut generator = Generator::new(frame, ifindex)?;
                 let mut best = 0f64;
                 for every in EVERY {
@@ -207,7 +207,7 @@ struct Xsk {
 unsafe impl Send for Xsk {}
 
 fn setsockopt_u32(fd: RawFd, name: libc::c_int, v: u32) -> Result<()> {
-    wecan::sockopt::set(fd, libc::SOL_XDP, name, &v).context("AF_XDP ring size")
+    wecan_os::sockopt::set(fd, libc::SOL_XDP, name, &v).context("AF_XDP ring size")
 }
 
 impl Xsk {
@@ -242,7 +242,7 @@ impl Xsk {
             flags: 0,
             tx_metadata_len: 0,
         };
-        wecan::sockopt::set(raw, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg).context("UMEM")?;
+        wecan_os::sockopt::set(raw, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg).context("UMEM")?;
         setsockopt_u32(raw, libc::XDP_UMEM_FILL_RING, FRAMES)?;
         setsockopt_u32(raw, libc::XDP_UMEM_COMPLETION_RING, FRAMES)?;
         setsockopt_u32(raw, libc::XDP_RX_RING, FRAMES)?;
@@ -305,7 +305,7 @@ impl Xsk {
                 let cons = (*self.rx.consumer).load(Ordering::Relaxed);
                 let prod = (*self.rx.producer).load(Ordering::Acquire);
                 if prod == cons {
-                    wecan::sockopt::readable(self.fd.as_raw_fd(), Duration::from_millis(50));
+                    wecan_os::sockopt::readable(self.fd.as_raw_fd(), Duration::from_millis(50));
                     continue;
                 }
                 let fill_prod = (*self.fill.producer).load(Ordering::Relaxed);

@@ -12,8 +12,10 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod fec_codec;
 mod handoff;
 mod protection;
+mod routing_scale;
 
 #[derive(Parser)]
 #[command(about = "wecan demo network and benchmarks")]

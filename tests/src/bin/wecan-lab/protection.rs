@@ -3,7 +3,7 @@
 //! 1. CPU cost per packet of the hop pipeline (protect, then unprotect at the next hop, 5 %
 //!    of hop packets lost), per mode, beside wrapping alone (mode none).
 //! 2. Delivery, added latency and overhead against loss for each mode and for fixed FEC
-//!    20:10 (UDPspeeder's default), over 3 simulated hops (`wecan::hop::sim`: the real
+//!    20:10 (UDPspeeder's default), over 3 simulated hops (`wecan_tests::sim`: the real
 //!    pipeline in virtual time).
 //! 3. The real thing: 3 lossy hops in namespaces (`scenario::lossy`), agents protecting
 //!    each hop, unprotected and with FEC+ARQ, in the same run.
@@ -15,15 +15,11 @@ use std::{
 };
 
 use anyhow::Result;
-use wecan::{
-    client,
-    hop::{
-        FecSettings, LinkRx, LinkTx, Protect,
-        sim::{self, SimConfig},
-    },
-};
+use wecan_client as client;
 use wecan_common::wire::{PacketKind, RelayHeader};
 use wecan_tests::scenario::lossy;
+use wecan_tests::sim::{self, SimConfig};
+use wecan_transport::hop::{FecSettings, LinkRx, LinkTx, ProtectMode};
 
 const LOSSES: [f64; 4] = [0.01, 0.05, 0.10, 0.20];
 const SIM_PACKETS: u32 = 100_000;
@@ -42,7 +38,7 @@ fn udpspeeder() -> FecSettings {
 
 /// Nanoseconds per original packet for protecting it on one hop and unprotecting it on the
 /// next: 1,200-byte packets at 10,000/s of virtual time, every 20th hop packet lost.
-fn hop_cost(mode: Protect) -> f64 {
+fn hop_cost(mode: ProtectMode) -> f64 {
     let rtt = Duration::from_millis(10);
     let mut tx = LinkTx::new(1, 2, adaptive(), rtt, 1);
     tx.set_loss(0.05, mode.arq());
@@ -89,16 +85,17 @@ pub fn run(r: &mut BTreeMap<&'static str, f64>) -> Result<String> {
         "\nper-hop protection, CPU per packet (protect + unprotect, 1,200 bytes, 5 % hop loss)"
     );
     let _ = writeln!(s, "  {:<28} {:>10}  {:>8}", "mode", "ns/packet", "ratio");
-    let base = hop_cost(Protect::None);
+    let base = hop_cost(ProtectMode::None);
     for (mode, key) in [
-        (Protect::None, "hop_ns_per_pkt_none"),
-        (Protect::Fec, "hop_ns_per_pkt_fec"),
-        (Protect::Arq, "hop_ns_per_pkt_arq"),
-        (Protect::FecArq, "hop_ns_per_pkt_fec_arq"),
+        (ProtectMode::None, "hop_ns_per_pkt_none"),
+        (ProtectMode::Fec, "hop_ns_per_pkt_fec"),
+        (ProtectMode::Arq, "hop_ns_per_pkt_arq"),
+        (ProtectMode::FecArq, "hop_ns_per_pkt_fec_arq"),
     ] {
-        let ns = if mode == Protect::None { base } else { hop_cost(mode) };
+        let ns = if mode == ProtectMode::None { base } else { hop_cost(mode) };
         r.insert(key, ns);
-        let name = if mode == Protect::None { "none (wrap only, baseline)" } else { mode.name() };
+        let name =
+            if mode == ProtectMode::None { "none (wrap only, baseline)" } else { mode.name() };
         let _ = writeln!(s, "  {:<28} {:>10.0}  {:>7.2}×", name, ns, ns / base);
     }
 
@@ -106,7 +103,7 @@ pub fn run(r: &mut BTreeMap<&'static str, f64>) -> Result<String> {
     let _ = writeln!(
         s,
         "\ndelivery over 3 hops, each losing `loss` both ways, 5 ms one-way delay, 1,200-byte \
-         packets at 10,000/s,\n{SIM_PACKETS} packets (wecan::hop::sim: the real pipeline in \
+         packets at 10,000/s,\n{SIM_PACKETS} packets (wecan_tests::sim: the real pipeline in \
          virtual time); adaptive FEC: k=10, m 1..=6"
     );
     let _ = writeln!(
@@ -114,12 +111,12 @@ pub fn run(r: &mut BTreeMap<&'static str, f64>) -> Result<String> {
         "  {:<22} {:>5}  {:>10}  {:>11}  {:>9}  {:>9}  {:>9}",
         "mode", "loss", "delivered", "residual", "+p50 ms", "+p99 ms", "overhead"
     );
-    let modes: [(&str, Protect, FecSettings); 5] = [
-        ("none", Protect::None, adaptive()),
-        ("FEC (adaptive)", Protect::Fec, adaptive()),
-        ("ARQ", Protect::Arq, adaptive()),
-        ("FEC+ARQ (adaptive)", Protect::FecArq, adaptive()),
-        ("UDPspeeder-style 20:10", Protect::Fec, udpspeeder()),
+    let modes: [(&str, ProtectMode, FecSettings); 5] = [
+        ("none", ProtectMode::None, adaptive()),
+        ("FEC (adaptive)", ProtectMode::Fec, adaptive()),
+        ("ARQ", ProtectMode::Arq, adaptive()),
+        ("FEC+ARQ (adaptive)", ProtectMode::FecArq, adaptive()),
+        ("UDPspeeder-style 20:10", ProtectMode::Fec, udpspeeder()),
     ];
     for loss in LOSSES {
         for (name, mode, fec) in modes {
@@ -153,7 +150,7 @@ pub fn run(r: &mut BTreeMap<&'static str, f64>) -> Result<String> {
     let both = lossy::stream(&t, NETNS_PACKETS, 100_000, false)?;
     let overhead = lossy::overhead(&t)?;
     for r in ["r2", "r3", "r4"] {
-        let rx = lossy::flows(&t, r)?.rx;
+        let rx = lossy::protection(&t, r)?.rx;
         eprintln!("bench:   {r} receiving: {:?}", rx.first().map(|x| x.stats));
     }
     drop(t);

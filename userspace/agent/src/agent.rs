@@ -1,0 +1,201 @@
+//! The agent's main loop: the slow path, link probing, and publishing link statistics for
+//! the CLI, in one thread (it owns the relay's maps and its socket).
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use log::{info, warn};
+use wecan_common::{
+    maps::LinkValue,
+    wire::{PacketKind, ProbeBody},
+};
+
+use wecan_api::Report;
+use wecan_datapath::relay::{self, Relay};
+
+use crate::{
+    config::Config,
+    probe::{self, Prober, Transition},
+    reconcile::{self, RouteTable},
+    slowpath::SlowPath,
+    upstream::Upstream,
+};
+
+/// Loop period while protected links need their timers run.
+const PROTECT_TICK: Duration = Duration::from_millis(1);
+/// Longest wait for a packet otherwise.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How often the protection counters are published for `wecan protection`.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+
+pub struct Agent {
+    cfg: Config,
+    relay: Relay,
+    slow: SlowPath,
+    prober: Prober,
+    table: RouteTable,
+    upstream: Option<Upstream>,
+}
+
+impl Agent {
+    /// Loads the relay (taking over pinned maps and links if present), fills the maps from
+    /// the config and attaches to the configured interfaces. `upstream`: the controller
+    /// connection, if the config names a controller.
+    pub fn start(cfg: Config, upstream: Option<Upstream>) -> Result<Self> {
+        let mut relay = Relay::load(&cfg.pin_dir)?;
+        let mut table = RouteTable::new(&cfg);
+        table.adopt(&relay.maps)?;
+        reconcile::apply_config(&mut relay.maps, &cfg, &table)?;
+        let slow = SlowPath::bind(&cfg)?;
+        let peers = cfg
+            .relay_peers()
+            .map(|p| (p.node_id, SocketAddr::from((p.addr, cfg.peer_port(p)))))
+            .collect::<Vec<_>>();
+        let prober = Prober::new(cfg.node_id, cfg.probes, peers);
+        let mut agent = Self { cfg, relay, slow, prober, table, upstream };
+        for i in &agent.cfg.interfaces {
+            if let Err(e) = agent.relay.attach(i) {
+                agent.shutdown(false);
+                return Err(e);
+            }
+        }
+        info!("node {} relaying on {}", agent.cfg.node_id, agent.cfg.interfaces.join(", "));
+        Ok(agent)
+    }
+
+    /// Runs until `stop` is set; logs counters every `stats_interval` (if non-zero).
+    pub fn run(&mut self, stop: &AtomicBool, stats_interval: Duration) -> Result<()> {
+        let mut last_log = Instant::now();
+        let report_every = Duration::from_millis(self.cfg.report_interval_ms);
+        let mut last_report = Instant::now() - report_every;
+        let mut last_publish = Instant::now();
+        let state_file = Config::state_file(&self.cfg.pin_dir);
+        while !stop.load(Ordering::Relaxed) {
+            // Protection timers (NACKs, group timeouts) run at millisecond granularity.
+            let cap = if self.slow.protect.active() { PROTECT_TICK } else { IDLE_TICK };
+            let wait = self.prober.until_due().min(cap);
+            let prober = &mut self.prober;
+            let mut changes: Vec<Transition> = Vec::new();
+            self.slow.poll(&self.relay.maps, wait, |sock, local| {
+                match PacketKind::from_u8(local.hdr.kind) {
+                    // Only reaches the agent when XDP does not answer probes.
+                    Some(PacketKind::Probe) => {
+                        let reply = probe::reply_to(&local.hdr, local.payload);
+                        let _ = sock.send_to(&reply, local.from);
+                    }
+                    Some(PacketKind::ProbeReply) => {
+                        if let Some(body) = ProbeBody::decode(local.payload) {
+                            let (peer, seq) = (local.hdr.src_node(), local.hdr.seq());
+                            changes.extend(prober.on_reply(peer, seq, body, local.rx_ns));
+                        }
+                    }
+                    _ => {}
+                }
+            })?;
+            self.slow.tick();
+            let probed = self.prober.tick(self.slow.socket()).map(|t| changes.extend(t)).is_some();
+            let mut reroute = false;
+            for t in &changes {
+                info!("link to node {} is {}", t.peer, if t.up { "up" } else { "down" });
+                reroute |= self.table.set_link(t.peer, t.up);
+            }
+            let pushed = self.upstream.as_ref().and_then(Upstream::routes);
+            if let Some(r) = pushed {
+                info!(
+                    "routes generation {} from the controller ({} routes)",
+                    r.generation,
+                    r.routes.len()
+                );
+                self.table.set_pushed(r);
+                reroute = true;
+            }
+            // Local fast reroute and controller pushes alike: one atomic table flip.
+            if reroute && let Err(e) = self.table.apply(&mut self.relay.maps) {
+                warn!("applying routes: {e:#}");
+            }
+            if probed || !changes.is_empty() {
+                self.publish_links();
+            }
+            if self.slow.protect.active() && last_publish.elapsed() >= PUBLISH_EVERY {
+                last_publish = Instant::now();
+                let drops = self.slow.socket_drops();
+                if let Err(e) = self.slow.protect.publish(&state_file, drops) {
+                    warn!("publishing protection counters: {e:#}");
+                }
+            }
+            if let Some(up) = &self.upstream
+                && (!changes.is_empty() || last_report.elapsed() >= report_every)
+            {
+                last_report = Instant::now();
+                up.report(Report {
+                    clients: self.cfg.clients().collect(),
+                    links: self.prober.reports(),
+                });
+            }
+            if !stats_interval.is_zero() && last_log.elapsed() >= stats_interval {
+                last_log = Instant::now();
+                self.log_stats();
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_links(&mut self) {
+        let now = probe::now_ns();
+        for r in self.prober.reports() {
+            if let Ok(rtt) = Duration::try_from_secs_f64(r.rtt_us / 1e6)
+                && r.received > 0
+            {
+                self.slow.protect.set_rtt(r.peer, rtt);
+            }
+            let v = LinkValue {
+                rtt_ns: (r.rtt_us * 1000.0) as u64,
+                jitter_ns: (r.jitter_us * 1000.0) as u64,
+                last_reply_ns: r.age_ms.map_or(0, |a| now.saturating_sub(a * 1_000_000)),
+                sent: r.sent,
+                received: r.received,
+                loss_ppm: (r.loss * 1e6) as u32,
+                up: u8::from(r.up),
+                _pad: [0; 3],
+            };
+            if let Err(e) = self.relay.maps.set_link(r.peer, v) {
+                warn!("publishing link {}: {e:#}", r.peer);
+            }
+        }
+    }
+
+    fn log_stats(&self) {
+        match self.relay.maps.stats() {
+            Ok(stats) => {
+                let line: Vec<String> = stats
+                    .iter()
+                    .filter(|(_, c)| c.packets > 0)
+                    .map(|(s, c)| format!("{}={}", s.name(), c.packets))
+                    .collect();
+                info!("xdp: {} | slow path: {:?}", line.join(" "), self.slow.stats);
+            }
+            Err(e) => warn!("reading counters: {e:#}"),
+        }
+    }
+
+    /// Detaches and removes the pins, unless `keep_attached` (for a restart that takes the
+    /// pinned program, maps and links over without a forwarding gap).
+    pub fn shutdown(self, keep_attached: bool) {
+        // The counters die with this process.
+        let _ = std::fs::remove_file(Config::state_file(&self.cfg.pin_dir));
+        if keep_attached {
+            info!("leaving the relay attached (pins under {})", self.cfg.pin_dir.display());
+            return;
+        }
+        for i in &self.cfg.interfaces {
+            if let Err(e) = relay::detach(&self.cfg.pin_dir, i) {
+                warn!("{i}: detach failed: {e:#}");
+            }
+        }
+        info!("detached; pins removed");
+    }
+}

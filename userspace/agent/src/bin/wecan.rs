@@ -1,0 +1,368 @@
+//! wecan: inspect and steer a relay's datapath through its pinned maps, like `bpftool`.
+//!
+//! ```text
+//! wecan routes list | get DST [--flow F] | add DST --via ADDR [--port P] [--flow F] [--protect MODE] | del DST [--flow F]
+//! wecan peers list | add ADDR --node N | del ADDR
+//! wecan stats
+//! wecan links
+//! wecan protection
+//! wecan controller [--url URL] topology | routes [--node N]
+//! ```
+//! `-j/--json` prints JSON instead of a table.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use wecan_agent::{
+    config::{Config, DEFAULT_PIN_DIR},
+    output::{self, LinkRow, PeerRow, ProtectionRow, RouteRow, Row, StatRow},
+    probe,
+    protection::ProtectionReport,
+    reconcile,
+};
+use wecan_api::{ErrorReply, RoutesReply, Topology};
+use wecan_common::{
+    maps::{RouteAction, RouteOrigin, RouteValue},
+    wire::DEFAULT_PORT,
+};
+use wecan_datapath::maps::{Maps, RouteSel, describe};
+use wecan_os::netns;
+use wecan_transport::hop::ProtectMode;
+
+#[derive(Parser)]
+#[command(version, about = "Inspect and steer a wecan relay")]
+struct Cli {
+    /// Pin directory of the relay instance.
+    #[arg(long, global = true, default_value = DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+    /// Take the pin directory from the agent's config file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Resolve addresses in this network namespace (where the relay runs), like `ip -n`.
+    #[arg(long, global = true)]
+    netns: Option<String>,
+    /// JSON output.
+    #[arg(short, long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    #[command(flatten)]
+    Map(MapCmd),
+    /// Ask the controller (HTTP API) instead of this relay's maps.
+    Controller {
+        /// Controller URL.
+        #[arg(long, default_value = "http://127.0.0.1:7400")]
+        url: String,
+        #[command(subcommand)]
+        cmd: ControllerCmd,
+    },
+    /// Per-hop protection of each protected link and direction (FEC groups, repairs, NACKs,
+    /// retransmissions, residual loss), as the running agent last published it.
+    Protection,
+}
+
+/// Commands on this relay's pinned maps.
+#[derive(Subcommand)]
+enum MapCmd {
+    /// Route map entries.
+    #[command(subcommand)]
+    Routes(RoutesCmd),
+    /// Peer allowlist.
+    Peers {
+        #[command(subcommand)]
+        cmd: Option<PeersCmd>,
+    },
+    /// Datapath counters per outcome and drop reason.
+    Stats,
+    /// Link quality to each relay peer, from the agent's probes.
+    Links,
+}
+
+#[derive(Subcommand)]
+enum ControllerCmd {
+    /// The link-quality graph as the controller sees it.
+    Topology,
+    /// Routes the controller computed (for one relay with --node).
+    Routes {
+        #[arg(long)]
+        node: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutesCmd {
+    List,
+    Get {
+        dst: u32,
+        #[arg(long)]
+        flow: Option<u32>,
+    },
+    /// Add or replace a route (atomic: one map update).
+    Add {
+        dst: u32,
+        /// Next hop address (required unless --action local).
+        #[arg(long)]
+        via: Option<IpAddr>,
+        /// Next hop UDP port.
+        #[arg(long, default_value_t = DEFAULT_PORT)]
+        port: u16,
+        /// Next hop node ID (informational; defaults to the peer with that address).
+        #[arg(long)]
+        next_node: Option<u32>,
+        /// Only for this flow (per-flow override).
+        #[arg(long)]
+        flow: Option<u32>,
+        /// forward, slow-path or local.
+        #[arg(long, default_value = "forward", value_parser = parse_action)]
+        action: RouteAction,
+        /// none, fec, arq or fec+arq: protect the hop to the next relay (the agent then
+        /// handles the route's packets: action slow-path). The next hop must be a relay
+        /// running wecan.
+        #[arg(long, default_value = "none", value_parser = parse_protect)]
+        protect: ProtectMode,
+    },
+    Del {
+        dst: u32,
+        #[arg(long)]
+        flow: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeersCmd {
+    List,
+    Add {
+        addr: IpAddr,
+        #[arg(long)]
+        node: u32,
+    },
+    Del {
+        addr: IpAddr,
+    },
+}
+
+fn parse_action(s: &str) -> Result<RouteAction, String> {
+    s.parse().map_err(|e| format!("{e}"))
+}
+
+fn parse_protect(s: &str) -> Result<ProtectMode, String> {
+    s.parse()
+}
+
+/// GET a JSON document from the controller, with its error message on failure.
+fn get<T: serde::de::DeserializeOwned>(url: &str) -> Result<T> {
+    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let mut resp =
+        http.get(url).call().with_context(|| format!("cannot reach the controller at {url}"))?;
+    if !resp.status().is_success() {
+        let e: ErrorReply =
+            resp.body_mut().read_json().unwrap_or(ErrorReply { error: resp.status().to_string() });
+        bail!("controller: {}", e.error);
+    }
+    Ok(resp.body_mut().read_json()?)
+}
+
+fn controller(url: &str, cmd: &ControllerCmd, json: bool) -> Result<()> {
+    let url = url.trim_end_matches('/');
+    match cmd {
+        ControllerCmd::Topology => {
+            let t: Topology = get(&format!("{url}/v1/topology"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+                return Ok(());
+            }
+            let rows = t.links.iter().map(|l| {
+                vec![
+                    l.from.to_string(),
+                    l.to.to_string(),
+                    if l.up { "up" } else { "down" }.to_string(),
+                    format!("{:.1}", l.rtt_us),
+                    format!("{:.1}", l.loss * 100.0),
+                    format!("{:.1}", l.jitter_us),
+                    l.cost_us.map_or_else(|| "-".into(), |c| format!("{c:.1}")),
+                ]
+            });
+            print!(
+                "{}",
+                output::table(
+                    &["FROM", "TO", "STATE", "RTT-US", "LOSS-%", "JITTER-US", "COST-US"],
+                    rows
+                )
+            );
+            let relays = t.nodes.iter().filter(|n| n.relay).count();
+            println!("{relays} relays, {} clients", t.nodes.len() - relays);
+            Ok(())
+        }
+        ControllerCmd::Routes { node } => {
+            let q = node.map_or_else(String::new, |n| format!("?node={n}"));
+            let sets: Vec<RoutesReply> = get(&format!("{url}/v1/routes{q}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sets)?);
+                return Ok(());
+            }
+            let rows = sets.iter().flat_map(|s| {
+                s.routes.iter().map(move |r| {
+                    vec![
+                        s.node.to_string(),
+                        r.dst.to_string(),
+                        r.next_hop.to_string(),
+                        r.backup.map_or_else(|| "-".into(), |b| b.to_string()),
+                        format!("{:.1}", r.cost_us),
+                        s.generation.to_string(),
+                    ]
+                })
+            });
+            print!(
+                "{}",
+                output::table(&["NODE", "DST", "NEXT-HOP", "BACKUP", "COST-US", "GEN"], rows)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("wecan: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    // The controller is reached from here (the management network), like the agent does.
+    let (config, default_pin_dir) = (cli.config.clone(), cli.pin_dir.clone());
+    let pin_dir = || -> Result<PathBuf> {
+        Ok(match &config {
+            Some(c) => Config::load(c)?.pin_dir,
+            None => default_pin_dir.clone(),
+        })
+    };
+    let cmd = match cli.cmd {
+        Cmd::Controller { url, cmd } => return controller(&url, &cmd, cli.json),
+        // The agent publishes these outside bpffs, in no namespace of its own.
+        Cmd::Protection => return protection(&pin_dir()?, cli.json),
+        Cmd::Map(cmd) => cmd,
+    };
+    if let Some(ns) = &cli.netns {
+        netns::enter(ns)?;
+    }
+    let pin_dir = pin_dir()?;
+    let mut maps = Maps::open_pinned(&pin_dir)?;
+    match cmd {
+        MapCmd::Routes(RoutesCmd::List) => {
+            let rows: Vec<RouteRow> =
+                maps.routes()?.iter().map(|(s, v)| RouteRow::new(*s, v)).collect();
+            output::print(&rows, cli.json)
+        }
+        MapCmd::Routes(RoutesCmd::Get { dst, flow }) => {
+            let found = match flow {
+                Some(f) => maps.lookup(dst, f)?,
+                None => maps.route(RouteSel::Dst(dst))?.map(|v| (RouteSel::Dst(dst), v)),
+            };
+            match found {
+                Some((sel, v)) => output::print(&[RouteRow::new(sel, &v)], cli.json),
+                None => bail!("no route for {}", describe(RouteSel::new(dst, flow))),
+            }
+        }
+        MapCmd::Routes(RoutesCmd::Add { dst, via, port, next_node, flow, action, protect }) => {
+            if dst == 0 {
+                bail!("DST: node 0 is reserved");
+            }
+            let value = match (action, via) {
+                (RouteAction::Local, None) if protect != ProtectMode::None => {
+                    bail!("--protect: a local route has no hop to protect; drop --protect")
+                }
+                (RouteAction::Local, None) => RouteValue::local(RouteOrigin::Cli),
+                (RouteAction::Local, Some(_)) => {
+                    bail!("--via: a local route has no next hop; drop --via")
+                }
+                (_, None) => {
+                    bail!("--via: required for a forwarding route; give the next hop's address")
+                }
+                (a, Some(addr)) => {
+                    let peers = maps.peers()?;
+                    let node = match next_node {
+                        Some(n) => n,
+                        None => match peers.iter().find(|(p, _)| *p == addr) {
+                            Some((_, v)) => v.node_id,
+                            None => bail!(
+                                "--via {addr}: not a peer of this relay; add it first (`wecan peers add {addr} --node N`) or pass --next-node"
+                            ),
+                        },
+                    };
+                    let action = match a {
+                        _ if protect != ProtectMode::None => RouteAction::SlowPath,
+                        RouteAction::SlowPath => RouteAction::SlowPath,
+                        _ => RouteAction::Forward,
+                    };
+                    let mut v = reconcile::route_to(action, addr, port, node, RouteOrigin::Cli)?;
+                    v.flags = protect.route_flags();
+                    v
+                }
+            };
+            let sel = RouteSel::new(dst, flow);
+            maps.set_route(sel, value)?;
+            output::print(&[RouteRow::new(sel, &value)], cli.json)
+        }
+        MapCmd::Routes(RoutesCmd::Del { dst, flow }) => maps.remove_route(RouteSel::new(dst, flow)),
+        MapCmd::Peers { cmd: None | Some(PeersCmd::List) } => {
+            let rows: Vec<PeerRow> =
+                maps.peers()?.iter().map(|(a, v)| PeerRow::new(*a, v)).collect();
+            output::print(&rows, cli.json)
+        }
+        MapCmd::Peers { cmd: Some(PeersCmd::Add { addr, node }) } => {
+            if node == 0 {
+                bail!("--node: node 0 is reserved");
+            }
+            maps.add_peer(addr, node)
+        }
+        MapCmd::Peers { cmd: Some(PeersCmd::Del { addr }) } => maps.remove_peer(addr),
+        MapCmd::Links => {
+            let now = probe::now_ns();
+            let rows: Vec<LinkRow> =
+                maps.links()?.iter().map(|(p, v)| LinkRow::new(*p, v, now)).collect();
+            output::print(&rows, cli.json)
+        }
+        MapCmd::Stats => {
+            let rows: Vec<StatRow> =
+                maps.stats()?.iter().map(|(s, c)| StatRow::new(*s, c)).collect();
+            output::print(&rows, cli.json)
+        }
+    }
+}
+
+fn protection(pin_dir: &std::path::Path, json: bool) -> Result<()> {
+    let path = Config::state_file(pin_dir);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ProtectionReport::default())?);
+            } else {
+                println!("no protected links (the agent has not protected any packet yet)");
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let report: ProtectionReport = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a protection report", path.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    print!(
+        "{}",
+        output::table(
+            ProtectionRow::HEADER,
+            ProtectionRow::from_report(&report).iter().map(Row::cells)
+        )
+    );
+    Ok(())
+}

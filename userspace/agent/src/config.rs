@@ -1,0 +1,409 @@
+//! The agent's TOML config (see `configs/relay.example.toml`). Every error names the
+//! field and says how to fix it.
+
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use wecan_common::{
+    maps::{DEFAULT_FIB_CACHE_MS, RouteAction},
+    wire::DEFAULT_PORT,
+};
+
+use wecan_transport::{
+    fec,
+    hop::{FecSettings, ProtectMode},
+};
+
+use crate::probe::ProbeSettings;
+
+/// Default bpffs directory for pins; one directory per relay instance.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wecan";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This relay's node ID (non-zero).
+    pub node_id: u32,
+    /// UDP port relay packets are addressed to.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Where maps and links are pinned.
+    #[serde(default = "default_pin_dir")]
+    pub pin_dir: PathBuf,
+    /// Interfaces to attach the XDP program to.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Neighbours allowed to send to this relay, and next hops of routes.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Static routes.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Link probing of relay peers.
+    #[serde(default)]
+    pub probes: ProbeSettings,
+    /// Who answers probes addressed to this relay.
+    #[serde(default)]
+    pub probe_reply: ProbeReply,
+    /// Milliseconds the datapath reuses a `bpf_fib_lookup` result per next hop and CPU: how
+    /// long a route or neighbour change may take to reach it. 0 looks up every packet.
+    #[serde(default = "default_fib_cache_ms")]
+    pub fib_cache_ms: u16,
+    /// Controller URL (e.g. `http://127.0.0.1:7400`); without one, static routes only.
+    pub controller: Option<String>,
+    /// Milliseconds between link reports to the controller (a link changing state is
+    /// reported at once).
+    #[serde(default = "default_report_interval")]
+    pub report_interval_ms: u64,
+}
+
+fn default_fib_cache_ms() -> u16 {
+    DEFAULT_FIB_CACHE_MS
+}
+
+fn default_report_interval() -> u64 {
+    250
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeReply {
+    /// The XDP program (XDP_TX): RTT without this relay's userspace scheduling.
+    #[default]
+    Xdp,
+    /// The agent, over its socket (for comparison, or where XDP cannot transmit).
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerKind {
+    /// Another relay: probed, and a possible next hop toward other nodes.
+    #[default]
+    Relay,
+    /// A client attached to this relay: an end point, never probed or used as transit.
+    Client,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub node_id: u32,
+    pub addr: IpAddr,
+    /// The peer's UDP port; defaults to this relay's `port`.
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub kind: PeerKind,
+    /// Per-hop protection of routes through this peer (relay peers only).
+    #[serde(default)]
+    pub protect: ProtectConfig,
+}
+
+/// Protection of one link: routes whose next hop is this peer are handed to the agent and
+/// protected with FEC and/or ARQ on this hop (see `wecan_transport::hop`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtectConfig {
+    /// `none` (forward in XDP), `fec`, `arq` or `fec+arq`.
+    pub mode: ProtectMode,
+    /// Data packets per FEC group (k).
+    pub fec_group: usize,
+    /// Bounds of the parity shards per group (m), which follow the link's measured loss.
+    pub fec_min_parity: usize,
+    pub fec_max_parity: usize,
+    /// A group still open this long after its first packet is closed short.
+    pub fec_timeout_ms: u64,
+}
+
+impl Default for ProtectConfig {
+    fn default() -> Self {
+        let f = FecSettings::default();
+        Self {
+            mode: ProtectMode::None,
+            fec_group: f.group,
+            fec_min_parity: f.min_parity,
+            fec_max_parity: f.max_parity,
+            fec_timeout_ms: f.timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl ProtectConfig {
+    pub fn fec(&self) -> FecSettings {
+        FecSettings {
+            group: self.fec_group,
+            min_parity: self.fec_min_parity,
+            max_parity: self.fec_max_parity,
+            timeout: Duration::from_millis(self.fec_timeout_ms),
+        }
+    }
+
+    fn validate(&self, at: &str) -> Result<()> {
+        let (k, lo, hi) = (self.fec_group, self.fec_min_parity, self.fec_max_parity);
+        if !(1..=MAX_GROUP).contains(&k) {
+            bail!("{at}.fec_group: {k}; must be 1..={MAX_GROUP} packets");
+        }
+        if lo == 0 || lo > hi {
+            bail!(
+                "{at}.fec_min_parity: {lo}; must be at least 1 and at most fec_max_parity ({hi})"
+            );
+        }
+        if k + hi > fec::MAX_SHARDS {
+            bail!(
+                "{at}.fec_max_parity: {hi}; fec_group + fec_max_parity must be at most {}",
+                fec::MAX_SHARDS
+            );
+        }
+        if self.fec_timeout_ms == 0 {
+            bail!("{at}.fec_timeout_ms: must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Largest FEC group: a receiver tracks data indices in a 256-bit set, and bigger groups only
+/// delay repairs.
+const MAX_GROUP: usize = 128;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Destination node.
+    pub dst: u32,
+    /// Next hop: a peer's node ID (required unless `action = "local"`).
+    pub via: Option<u32>,
+    /// Only for this flow of `dst` (per-flow override).
+    pub flow: Option<u32>,
+    /// `forward` (the default), `slow-path` or `local`.
+    #[serde(default = "default_action", deserialize_with = "route_action")]
+    pub action: RouteAction,
+}
+
+fn default_action() -> RouteAction {
+    RouteAction::Forward
+}
+
+fn route_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RouteAction, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(|e| serde::de::Error::custom(format!("{name:?}: {e}")))
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_pin_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_PIN_DIR)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.node_id == 0 {
+            bail!("node_id: 0 is reserved; give this relay a non-zero node ID");
+        }
+        if self.port == 0 {
+            bail!("port: 0 is not a usable UDP port; set e.g. port = {DEFAULT_PORT}");
+        }
+        let mut nodes = HashSet::new();
+        let mut addrs = HashSet::new();
+        for (i, p) in self.peers.iter().enumerate() {
+            if p.node_id == 0 || p.node_id == self.node_id {
+                bail!(
+                    "peers[{i}].node_id: {} is {}; give the peer its own non-zero node ID",
+                    p.node_id,
+                    if p.node_id == 0 { "reserved" } else { "this relay's own node_id" }
+                );
+            }
+            if !nodes.insert(p.node_id) {
+                bail!("peers[{i}].node_id: node {} is listed twice; merge the entries", p.node_id);
+            }
+            if p.addr.is_unspecified() || p.addr.is_multicast() {
+                bail!("peers[{i}].addr: {} is not a unicast address", p.addr);
+            }
+            if !addrs.insert(p.addr) {
+                bail!(
+                    "peers[{i}].addr: {} is used by another peer; each peer needs its own address",
+                    p.addr
+                );
+            }
+            if p.port == Some(0) {
+                bail!("peers[{i}].port: 0 is not a usable UDP port");
+            }
+            if p.kind == PeerKind::Client && p.protect.mode != ProtectMode::None {
+                bail!(
+                    "peers[{i}].protect.mode: a client does not speak the hop protocol; protect \
+                     links between relays only (mode = \"none\")"
+                );
+            }
+            p.protect.validate(&format!("peers[{i}].protect"))?;
+        }
+        let p = &self.probes;
+        if p.interval_ms == 0 || p.window == 0 || p.dead_after == 0 || p.timeout_ms == 0 {
+            bail!("probes: interval_ms, window, dead_after and timeout_ms must all be at least 1");
+        }
+        if let Some(url) = &self.controller
+            && !url.starts_with("http://")
+        {
+            bail!("controller: {url:?} must be an http:// URL, e.g. \"http://127.0.0.1:7400\"");
+        }
+        if self.report_interval_ms == 0 {
+            bail!("report_interval_ms: must be at least 1");
+        }
+        let mut keys = HashSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.dst == 0 {
+                bail!("routes[{i}].dst: node 0 is reserved");
+            }
+            if !keys.insert((r.dst, r.flow)) {
+                bail!(
+                    "routes[{i}]: a route for dst {} (flow {:?}) is already defined; keep one",
+                    r.dst,
+                    r.flow
+                );
+            }
+            match (r.action, r.via) {
+                (RouteAction::Local, Some(_)) => {
+                    bail!("routes[{i}].via: a local route has no next hop; remove `via`")
+                }
+                (RouteAction::Local, None) => {}
+                (_, None) => {
+                    bail!("routes[{i}].via: missing; set it to the node ID of one of the [[peers]]")
+                }
+                (_, Some(via)) => {
+                    if self.peer(via).is_none() {
+                        bail!(
+                            "routes[{i}].via: node {via} is not a configured peer; add it under [[peers]]"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer with this node ID.
+    pub fn peer(&self, node_id: u32) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| p.node_id == node_id)
+    }
+
+    /// Relay peers (probed; possible transit next hops).
+    pub fn relay_peers(&self) -> impl Iterator<Item = &PeerConfig> {
+        self.peers.iter().filter(|p| p.kind == PeerKind::Relay)
+    }
+
+    /// Node IDs of the clients attached to this relay.
+    pub fn clients(&self) -> impl Iterator<Item = u32> + '_ {
+        self.peers.iter().filter(|p| p.kind == PeerKind::Client).map(|p| p.node_id)
+    }
+
+    /// Where the agent publishes its per-hop protection counters for `wecan protection`: beside
+    /// nothing in bpffs (which holds only pins), so under `/run/wecan`, keyed by `pin_dir`.
+    pub fn state_file(pin_dir: &Path) -> PathBuf {
+        Path::new("/run/wecan")
+            .join(pin_dir.strip_prefix("/").unwrap_or(pin_dir))
+            .join("protection.json")
+    }
+
+    /// UDP port of a peer.
+    pub fn peer_port(&self, peer: &PeerConfig) -> u16 {
+        peer.port.unwrap_or(self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        node_id = 1
+        interfaces = ["eth0"]
+        [[peers]]
+        node_id = 2
+        addr = "10.0.0.2"
+        [[peers]]
+        node_id = 3
+        addr = "fd00::3"
+        port = 9000
+        kind = "client"
+        [[routes]]
+        dst = 3
+        via = 3
+        [[routes]]
+        dst = 3
+        flow = 7
+        via = 2
+        action = "slow-path"
+    "#;
+
+    #[test]
+    fn parses_good_config() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.port, DEFAULT_PORT);
+        assert_eq!(c.pin_dir, Path::new(DEFAULT_PIN_DIR));
+        assert_eq!(c.peer_port(c.peer(3).unwrap()), 9000);
+        assert_eq!(c.routes[1].action, RouteAction::SlowPath);
+        assert_eq!(c.relay_peers().map(|p| p.node_id).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(c.probes, ProbeSettings::default());
+        assert_eq!(c.probe_reply, ProbeReply::Xdp);
+    }
+
+    #[test]
+    fn shipped_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/relay.example.toml");
+        Config::load(&path).unwrap();
+    }
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Config::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err("node_id = 0").contains("node_id"));
+        assert!(err("node_id = 1\nport = 0").contains("port"));
+        assert!(err("node_id = 1\nbogus = 2").contains("bogus"));
+        let e = err("node_id = 1\n[[routes]]\ndst = 5\nvia = 9");
+        assert!(e.contains("routes[0].via") && e.contains("[[peers]]"), "{e}");
+        let e = err("node_id = 1\n[[routes]]\ndst = 5");
+        assert!(e.contains("routes[0].via: missing"), "{e}");
+        let e = err("node_id = 1\n[[peers]]\nnode_id = 2\naddr = \"10.0.0.300\"");
+        assert!(e.contains("addr"), "{e}");
+        let e = err("node_id = 1\n[[peers]]\nnode_id = 1\naddr = \"10.0.0.3\"");
+        assert!(e.contains("peers[0].node_id"), "{e}");
+        let e = err("node_id = 1\n[[routes]]\ndst = 5\naction = \"teleport\"");
+        assert!(e.contains("action"), "{e}");
+        let peer = "node_id = 1\n[[peers]]\nnode_id = 2\naddr = \"10.0.0.2\"\n";
+        let e = err(&format!("{peer}protect = {{ mode = \"fec+arq\", fec_group = 0 }}"));
+        assert!(e.contains("peers[0].protect.fec_group"), "{e}");
+        let e = err(&format!("{peer}protect = {{ fec_min_parity = 5, fec_max_parity = 2 }}"));
+        assert!(e.contains("peers[0].protect.fec_min_parity"), "{e}");
+        let e = err(&format!("{peer}protect = {{ mode = \"xor\" }}"));
+        assert!(e.contains("mode"), "{e}");
+        let e = err(&format!("{peer}kind = \"client\"\nprotect = {{ mode = \"arq\" }}"));
+        assert!(e.contains("peers[0].protect.mode: a client"), "{e}");
+        let ok = Config::parse(&format!("{peer}protect = {{ mode = \"fec+arq\" }}")).unwrap();
+        assert_eq!(ok.peers[0].protect.mode, ProtectMode::FecArq);
+        let e = err("node_id = 1\n[probes]\ninterval_ms = 0");
+        assert!(e.contains("probes"), "{e}");
+    }
+}

@@ -1,0 +1,22 @@
+//! The wecan relay agent and the `wecan` CLI.
+//!
+//! The agent runs beside the XDP program of `wecan-datapath` and does what XDP hands it:
+//! - [`config`]: the TOML config; every error names the field and the fix;
+//! - [`reconcile`]: turning intent (config, controller pushes, link state, CLI) into map
+//!   entries, the route table flipped atomically;
+//! - [`agent`]: the main loop, one thread owning the maps and the socket;
+//! - [`slowpath`]: packets XDP passes up (protected routes, neighbour misses, local delivery);
+//! - [`protection`]: the per-hop FEC/ARQ state of each protected link (`wecan-transport` does
+//!   the protocol), published for `wecan protection`;
+//! - [`probe`]: link probing (RTT, loss, jitter) of relay peers;
+//! - [`upstream`]: the controller connection (reports, long-polled routes);
+//! - [`output`]: the CLI's tables and JSON.
+
+pub mod agent;
+pub mod config;
+pub mod output;
+pub mod probe;
+pub mod protection;
+pub mod reconcile;
+pub mod slowpath;
+pub mod upstream;

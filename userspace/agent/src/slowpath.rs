@@ -1,0 +1,300 @@
+//! The agent's share of the datapath: relay packets XDP passes up to the kernel stack
+//! (local delivery, slow-path routes, next hops without a neighbour entry yet, IPv4
+//! fragments, per-hop protection messages) arrive on the agent's UDP socket on the relay
+//! port. Local ones (probes, probe replies) go to the caller; hop messages go to the link's
+//! protection state ([`ProtectedLinks`]); the rest are forwarded by the same route maps, with
+//! per-hop protection when the route asks for it, through the kernel stack, which also
+//! resolves the missing neighbour so the next packets stay in XDP.
+
+use std::{
+    io::ErrorKind,
+    net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use std::os::fd::AsRawFd;
+
+use anyhow::{Context, Result};
+use log::debug;
+use serde::Serialize;
+use wecan_common::{
+    maps::RouteAction,
+    wire::{HEADER_LEN, PacketKind, RelayHeader, flags},
+};
+
+use wecan_datapath::maps::{Maps, addr_from};
+use wecan_os::sockopt;
+use wecan_transport::hop::ProtectMode;
+
+use crate::{config::Config, probe::mapped, protection::ProtectedLinks};
+
+/// Receive buffer of the agent's socket.
+const RCVBUF: usize = 16 << 20;
+
+/// What the slow path did, by outcome.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SlowPathStats {
+    pub received: u64,
+    pub local: u64,
+    pub forwarded: u64,
+    pub drop_unknown_peer: u64,
+    pub drop_malformed: u64,
+    pub drop_no_route: u64,
+    pub drop_hop_limit: u64,
+    pub send_errors: u64,
+    /// Transit packets sent on with per-hop protection.
+    pub protected: u64,
+    /// Original packets recovered from hop messages (then forwarded).
+    pub unwrapped: u64,
+}
+
+pub struct SlowPath {
+    sock: UdpSocket,
+    node_id: u32,
+    pub stats: SlowPathStats,
+    /// Per-hop protection state of every protected link.
+    pub protect: ProtectedLinks,
+}
+
+/// A relay packet addressed to this node.
+pub struct Local<'a> {
+    pub hdr: RelayHeader,
+    pub payload: &'a [u8],
+    pub from: SocketAddr,
+    /// When the kernel received it (CLOCK_REALTIME ns, `SO_TIMESTAMPNS`), so probe RTTs
+    /// leave out this agent's own scheduling delay.
+    pub rx_ns: Option<u64>,
+}
+
+/// `recvfrom` plus the kernel's receive timestamp, without blocking.
+fn recv_timestamped(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<u64>)> {
+    // SAFETY: msghdr points at live buffers sized as declared; the kernel fills them and
+    // we only read within the lengths it reports.
+    unsafe {
+        let mut name: libc::sockaddr_in6 = std::mem::zeroed();
+        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut control = [0u64; 8];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut rx_ns = None;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                rx_ns = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        let ip = Ipv6Addr::from(name.sin6_addr.s6_addr);
+        let from = SocketAddr::from((ip, u16::from_be(name.sin6_port)));
+        Ok((n as usize, from, rx_ns))
+    }
+}
+
+impl SlowPath {
+    /// Binds the relay port on all addresses (IPv4 and IPv6).
+    pub fn bind(cfg: &Config) -> Result<Self> {
+        let port = cfg.port;
+        let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))
+            .with_context(|| format!("cannot bind UDP port {port} for the slow path"))?;
+        sockopt::set(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1)
+            .context("SO_TIMESTAMPNS")?;
+        // Room for bursts (a reliable flow's held packets are released at once when a gap
+        // fills) while the agent is busy or descheduled.
+        sockopt::grow_rcvbuf(sock.as_raw_fd(), RCVBUF).context("receive buffer")?;
+        Ok(Self {
+            sock,
+            node_id: cfg.node_id,
+            stats: SlowPathStats::default(),
+            protect: ProtectedLinks::new(cfg),
+        })
+    }
+
+    /// Datagrams the kernel dropped on the agent's socket (buffer full).
+    pub fn socket_drops(&self) -> u64 {
+        sockopt::drops(self.sock.as_raw_fd()).map_or(0, u64::from)
+    }
+
+    /// The socket, for replies to local packets.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.sock
+    }
+
+    /// Handles packets for `timeout`: forwards transit packets and hands packets for this
+    /// node to `on_local`.
+    pub fn poll(
+        &mut self,
+        maps: &Maps,
+        timeout: Duration,
+        mut on_local: impl FnMut(&UdpSocket, Local),
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            // A busy socket costs one recvmsg per packet; only an empty one waits in poll.
+            match recv_timestamped(&self.sock, &mut buf) {
+                Ok((len, from, rx_ns)) => {
+                    if let Some((hdr, at)) = self.handle(maps, &mut buf[..len], from) {
+                        let payload = &buf[at..len];
+                        on_local(&self.sock, Local { hdr, payload, from, rx_ns });
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    sockopt::readable(self.sock.as_raw_fd(), left);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("slow path receive"),
+            }
+        }
+    }
+
+    /// Forwards a transit packet and handles hop protection messages; returns the header and
+    /// payload offset of a local one.
+    fn handle(
+        &mut self,
+        maps: &Maps,
+        pkt: &mut [u8],
+        from: SocketAddr,
+    ) -> Option<(RelayHeader, usize)> {
+        self.stats.received += 1;
+        let from = SocketAddr::new(unmapped(from.ip()), from.port());
+        if !maps.is_peer(from.ip()) {
+            self.stats.drop_unknown_peer += 1;
+            return None;
+        }
+        let Ok((hdr, body)) = RelayHeader::decode(pkt) else {
+            self.stats.drop_malformed += 1;
+            return None;
+        };
+        if hdr.dst_node() == self.node_id && hdr.flags & flags::HOP != 0 {
+            self.hop_message(maps, &hdr, body, from);
+            return None;
+        }
+        if hdr.dst_node() == self.node_id {
+            self.stats.local += 1;
+            return Some((hdr, HEADER_LEN));
+        }
+        self.forward(maps, hdr, pkt)
+    }
+
+    /// A per-hop protection message from the relay `hdr.src_node()`.
+    fn hop_message(&mut self, maps: &Maps, hdr: &RelayHeader, body: &[u8], from: SocketAddr) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let r = if hdr.kind == PacketKind::Nack as u8 {
+            let r = self.protect.on_nack(hdr.src_node(), hdr.flags, body, now, &mut out);
+            // Resends go where the NACK's link sends to (or, before it exists, to the NACK's
+            // source).
+            let to = r.as_ref().ok().copied().flatten().unwrap_or(from);
+            for p in &out {
+                self.send(p, to);
+            }
+            r.map(drop)
+        } else {
+            let r = self.protect.on_packet(hdr.src_node(), from, hdr.kind, body, now, &mut out);
+            for mut inner in out {
+                self.stats.unwrapped += 1;
+                let Ok((ih, _)) = RelayHeader::decode(&inner) else { continue };
+                // Delivered here is delivered: nothing local consumes protected data.
+                let _ = self.forward(maps, ih, &mut inner);
+            }
+            r
+        };
+        if let Err(e) = r {
+            debug!("hop message from node {}: {e}", hdr.src_node());
+            self.stats.drop_malformed += 1;
+        }
+    }
+
+    /// Sends a transit packet on by the route maps (protected if its route says so); returns
+    /// the header and payload offset when the route delivers locally.
+    fn forward(
+        &mut self,
+        maps: &Maps,
+        hdr: RelayHeader,
+        pkt: &mut [u8],
+    ) -> Option<(RelayHeader, usize)> {
+        let route = match maps.lookup(hdr.dst_node(), hdr.flow_id()) {
+            Ok(Some((_, r))) => r,
+            _ => {
+                self.stats.drop_no_route += 1;
+                return None;
+            }
+        };
+        match RouteAction::from_u8(route.action) {
+            Some(RouteAction::Local) => {
+                self.stats.local += 1;
+                return Some((hdr, HEADER_LEN));
+            }
+            Some(RouteAction::Forward | RouteAction::SlowPath) => {}
+            None => {
+                self.stats.drop_no_route += 1;
+                return None;
+            }
+        }
+        if hdr.hop_limit == 0 {
+            self.stats.drop_hop_limit += 1;
+            return None;
+        }
+        let Some(next) = addr_from(route.family, &route.next_addr) else {
+            self.stats.drop_no_route += 1;
+            return None;
+        };
+        let to = SocketAddr::from((next, route.next_port));
+        let mut next_hdr = hdr;
+        next_hdr.hop_limit -= 1;
+        pkt[..HEADER_LEN].copy_from_slice(&next_hdr.to_bytes());
+        let mode = ProtectMode::from_route_flags(route.flags);
+        if mode == ProtectMode::None {
+            self.send(pkt, to);
+            self.stats.forwarded += 1;
+            return None;
+        }
+        let mut out = Vec::new();
+        self.protect.send(route.next_node, to, mode, pkt, Instant::now(), &mut out);
+        for p in &out {
+            self.send(p, to);
+        }
+        self.stats.protected += 1;
+        None
+    }
+
+    /// Runs the protection timers (FEC group timeouts, NACKs, resends).
+    pub fn tick(&mut self) {
+        let mut out = Vec::new();
+        self.protect.poll(Instant::now(), &mut out);
+        for (to, p) in &out {
+            self.send(p, *to);
+        }
+    }
+
+    fn send(&mut self, pkt: &[u8], to: SocketAddr) {
+        if let Err(e) = self.sock.send_to(pkt, mapped(to)) {
+            debug!("slow path send to {to}: {e}");
+            self.stats.send_errors += 1;
+        }
+    }
+}
+
+fn unmapped(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+        a => a,
+    }
+}

@@ -1,0 +1,100 @@
+//! The controller's HTTP+JSON API, one definition for both ends (the controller, and the
+//! agents and the CLI that talk to it).
+//!
+//! ```text
+//! POST /v1/nodes/{id}/report          Report          → Ack        an agent's links and clients
+//! GET  /v1/nodes/{id}/routes?after=G&wait_ms=W        → RoutesReply long poll: returns when the
+//!                                                                   node's routes are newer than G
+//! GET  /v1/routes[?node=N]                            → [RoutesReply]
+//! GET  /v1/topology                                   → Topology
+//! GET  /healthz                                       → "ok"
+//! ```
+//! Errors are `ErrorReply` with a 4xx/5xx status and a message naming what to fix.
+
+use serde::{Deserialize, Serialize};
+
+/// What an agent tells the controller, every report interval and at once when a link
+/// changes state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// Clients attached to this relay (destinations only it can deliver to).
+    #[serde(default)]
+    pub clients: Vec<u32>,
+    /// The agent's view of its links to relay peers.
+    pub links: Vec<LinkReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub generation: u64,
+}
+
+/// One route pushed to a relay.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PushedRoute {
+    pub dst: u32,
+    pub next_hop: u32,
+    /// Loop-free alternate next hop, for local fast reroute when the primary link dies.
+    pub backup: Option<u32>,
+    /// Path cost (µs of expected delivery time).
+    pub cost_us: f64,
+}
+
+/// A relay's complete route set at a generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoutesReply {
+    pub node: u32,
+    /// Increases whenever this node's routes change.
+    pub generation: u64,
+    pub routes: Vec<PushedRoute>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopologyNode {
+    pub id: u32,
+    /// Relay (reports links) or client (attached to a relay).
+    pub relay: bool,
+    /// Milliseconds since its last report (relays).
+    pub age_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopologyLink {
+    pub from: u32,
+    pub to: u32,
+    pub up: bool,
+    pub rtt_us: f64,
+    pub loss: f64,
+    pub jitter_us: f64,
+    /// Cost used for routing; `None` when the link is not usable.
+    pub cost_us: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub nodes: Vec<TopologyNode>,
+    pub links: Vec<TopologyLink>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+}
+
+/// Statistics of one link, as reported to the operator and the controller.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkReport {
+    pub peer: u32,
+    pub up: bool,
+    /// Mean RTT of the answered probes in the window (µs).
+    pub rtt_us: f64,
+    /// Lost fraction of the decided probes in the window (0..1).
+    pub loss: f64,
+    /// Smoothed RTT variation (µs).
+    pub jitter_us: f64,
+    /// Time since the last reply (ms); `None` if never answered.
+    pub age_ms: Option<u64>,
+    pub sent: u64,
+    pub received: u64,
+}

@@ -1,0 +1,6 @@
+//! The wecan controller: it holds the link-quality graph the agents report, computes every
+//! relay's routes ([`routing`]) and serves them over the HTTP+JSON API of `wecan-api`
+//! ([`server`]). Builds on stable Rust alone: no eBPF toolchain, no aya.
+
+pub mod routing;
+pub mod server;

@@ -1,0 +1,261 @@
+//! The sending end of a protected link: numbers packets for ARQ, groups them for FEC, resends
+//! what the receiver NACKs, and follows the receiver's loss reports.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use wecan_common::wire::{PacketKind, flags};
+
+use super::{
+    FecSettings, HopError, ProtectMode, arq_settings, codec, parity, reliable,
+    wire::{HopHeader, hop_flags, hop_packet},
+};
+use crate::{
+    arq,
+    fec::{self, Codec},
+};
+
+/// Shards a report must cover to count as a loss sample.
+const MIN_REPORT_SHARDS: u32 = 50;
+/// Link loss from which resends are sent twice.
+const DUP_LOSS: f64 = 0.01;
+
+/// Counters of a [`LinkTx`].
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TxStats {
+    /// Original packets protected.
+    pub packets: u64,
+    /// Their bytes (relay header and payload).
+    pub payload_bytes: u64,
+    /// Bytes of every hop packet sent (UDP payloads): data, parity, resends.
+    pub wire_bytes: u64,
+    pub fec_groups: u64,
+    pub parity_sent: u64,
+    pub nacks_received: u64,
+    pub retransmissions: u64,
+    /// Deadline stream: packets dropped from the buffer because a resend would be late.
+    pub expired: u64,
+    /// Parity per group now, and the loss estimate it follows.
+    pub parity: usize,
+    pub loss: f64,
+}
+
+/// The upstream end of one protected link.
+pub struct LinkTx {
+    node: u32,
+    peer: u32,
+    epoch: u32,
+    pub(super) fec: FecSettings,
+    rtt: Duration,
+    arq: [Option<arq::Sender>; 2],
+    group: u32,
+    /// Units of the open group and when it opened.
+    pending: Vec<Vec<u8>>,
+    opened: Option<Instant>,
+    /// ARQ flag of the open group (that of its first unit).
+    pending_flags: u8,
+    codecs: HashMap<(usize, usize), Codec>,
+    /// Smoothed one-way loss of the link, once measured.
+    loss: Option<f64>,
+    /// Whether ARQ backs the FEC (sets the parity target).
+    with_arq: bool,
+    /// The last loss report (expected, arrived), once one came.
+    report: Option<(u32, u32)>,
+    stats: TxStats,
+}
+
+impl LinkTx {
+    /// From relay `node` to relay `peer`, over a link of round-trip time `rtt`.
+    pub fn new(node: u32, peer: u32, fec: FecSettings, rtt: Duration, epoch: u32) -> Self {
+        Self {
+            node,
+            peer,
+            epoch,
+            fec,
+            rtt,
+            arq: [None, None],
+            group: 0,
+            pending: Vec::new(),
+            opened: None,
+            pending_flags: 0,
+            codecs: HashMap::new(),
+            loss: None,
+            with_arq: false,
+            report: None,
+            // Until the receiver has measured the link: the upper bound, safe before known.
+            stats: TxStats { parity: fec.parity_cap(), ..TxStats::default() },
+        }
+    }
+
+    /// Feeds a one-way loss sample of the link (0..1); the parity count follows it.
+    pub fn set_loss(&mut self, sample: f64, with_arq: bool) {
+        self.with_arq = with_arq;
+        let sample = sample.clamp(0.0, 1.0);
+        let loss = self.loss.map_or(sample, |l| l + parity::LOSS_GAIN * (sample - l));
+        self.loss = Some(loss);
+        let target = parity::target(with_arq);
+        let max = self.fec.parity_cap();
+        self.stats.parity =
+            parity::parity_for(loss, self.fec.group, self.fec.min_parity.min(max), max, target);
+    }
+
+    /// Protects one original relay packet: appends the hop packets to send to `out`.
+    pub fn send(&mut self, mode: ProtectMode, pkt: &[u8], now: Instant, out: &mut Vec<Vec<u8>>) {
+        self.stats.packets += 1;
+        self.stats.payload_bytes += pkt.len() as u64;
+        self.with_arq = mode.arq();
+        let rflags = pkt.get(4).copied().unwrap_or(0) & flags::RELIABLE;
+        let (arq_hdr, aflag) = if mode.arq() {
+            let (class, rtt) = (reliable(rflags), self.rtt);
+            let sender =
+                self.arq[class].get_or_insert_with(|| arq::Sender::new(arq_settings(class, rtt)));
+            (sender.sent(pkt, now), hop_flags::ARQ)
+        } else {
+            (arq::Header { seq: 0, age_us: 0 }, 0)
+        };
+        // A packet too long for an FEC group (jumbo frames) gets ARQ only.
+        let fec = mode.fec() && pkt.len() + arq::HEADER_LEN <= fec::MAX_PACKET;
+        let mut hop = HopHeader::ungrouped(self.epoch, aflag);
+        if fec {
+            if self.pending.is_empty() {
+                self.opened = Some(now);
+                self.pending_flags = aflag;
+            }
+            hop.group = self.group;
+            hop.index = self.pending.len() as u8;
+            hop.flags |= hop_flags::FEC;
+        }
+        let hb = arq_hdr.encode();
+        self.emit(
+            hop_packet(PacketKind::Data, self.node, self.peer, rflags, hop, &[&hb, pkt]),
+            out,
+        );
+        if fec {
+            let mut unit = Vec::with_capacity(arq::HEADER_LEN + pkt.len());
+            unit.extend_from_slice(&hb);
+            unit.extend_from_slice(pkt);
+            self.pending.push(unit);
+            if self.pending.len() >= self.fec.group {
+                self.close_group(out);
+            }
+        }
+    }
+
+    /// Timers: closes a group open past its timeout, drops expired deadline packets, sends
+    /// reliable tail probes.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        if self.opened.is_some_and(|t| now.saturating_duration_since(t) >= self.fec.timeout) {
+            self.close_group(out);
+        }
+        for class in 0..2 {
+            let Some(s) = self.arq[class].as_mut() else { continue };
+            s.expire(now);
+            if let Some((h, p)) = s.poll_probe(now) {
+                self.resend(class, h, &p, out);
+            }
+        }
+    }
+
+    /// A NACK from the peer (hop header and body after the relay header).
+    pub fn on_nack(
+        &mut self,
+        rflags: u8,
+        body: &[u8],
+        now: Instant,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), HopError> {
+        let (hop, body) = HopHeader::decode(body)?;
+        if hop.flags & hop_flags::REPORT != 0 {
+            return self.on_report(&hop, body);
+        }
+        let nack = arq::Nack::decode(body).map_err(HopError::Arq)?;
+        self.stats.nacks_received += 1;
+        if hop.epoch != self.epoch {
+            return Ok(());
+        }
+        let class = reliable(rflags);
+        let Some(s) = self.arq[class].as_mut() else { return Ok(()) };
+        for (h, p) in s.on_nack(&nack, now) {
+            self.resend(class, h, &p, out);
+        }
+        Ok(())
+    }
+
+    /// A loss report: the shards lost since the previous report are the loss sample.
+    fn on_report(&mut self, hop: &HopHeader, body: &[u8]) -> Result<(), HopError> {
+        let Ok(b) = <[u8; 8]>::try_from(body) else {
+            return Err(HopError::BadReport(body.len()));
+        };
+        if hop.epoch != self.epoch {
+            return Ok(());
+        }
+        let expected = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let arrived = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+        let (e0, a0) = self.report.unwrap_or((0, 0));
+        let (de, da) = (expected.wrapping_sub(e0), arrived.wrapping_sub(a0));
+        // A report older than the last (reordered) or covering too few shards: keep waiting.
+        if de >= 1 << 31 || da > de || de < MIN_REPORT_SHARDS {
+            return Ok(());
+        }
+        self.report = Some((expected, arrived));
+        self.set_loss(1.0 - f64::from(da) / f64::from(de), self.with_arq);
+        Ok(())
+    }
+
+    pub fn stats(&self) -> TxStats {
+        let expired = self.arq.iter().flatten().map(|s| s.stats().expired).sum();
+        TxStats { expired, loss: self.loss.unwrap_or(0.0), ..self.stats }
+    }
+
+    /// Resends go out twice on a link losing at least [`DUP_LOSS`] (see the module docs); two
+    /// copies cost little, as resends are a small fraction of the traffic.
+    fn resend(&mut self, class: usize, h: arq::Header, pkt: &[u8], out: &mut Vec<Vec<u8>>) {
+        self.stats.retransmissions += 1;
+        let hop = HopHeader::ungrouped(self.epoch, hop_flags::ARQ);
+        let rflags = if class == 1 { flags::RELIABLE } else { 0 };
+        let p =
+            hop_packet(PacketKind::Data, self.node, self.peer, rflags, hop, &[&h.encode(), pkt]);
+        if self.loss.unwrap_or(0.0) >= DUP_LOSS {
+            self.emit(p.clone(), out);
+        }
+        self.emit(p, out);
+    }
+
+    fn close_group(&mut self, out: &mut Vec<Vec<u8>>) {
+        self.opened = None;
+        if self.pending.is_empty() {
+            return;
+        }
+        let (k, m) = (self.pending.len(), self.stats.parity.max(1));
+        let units: Vec<&[u8]> = self.pending.iter().map(Vec::as_slice).collect();
+        // k ≤ group and m ≤ MAX_SHARDS − group (set_loss), units ≤ MAX_PACKET (send): the
+        // codec accepts them; a failure would be a bug, and the group then goes unprotected.
+        let parity = codec(&mut self.codecs, k, m).and_then(|c| c.encode(&units));
+        if let Ok(parity) = parity {
+            for (j, shard) in parity.iter().enumerate() {
+                let hop = HopHeader {
+                    epoch: self.epoch,
+                    group: self.group,
+                    index: (k + j) as u8,
+                    k: k as u8,
+                    m: m as u8,
+                    flags: hop_flags::FEC | self.pending_flags,
+                };
+                let p = hop_packet(PacketKind::FecParity, self.node, self.peer, 0, hop, &[shard]);
+                self.emit(p, out);
+                self.stats.parity_sent += 1;
+            }
+            self.stats.fec_groups += 1;
+        }
+        self.pending.clear();
+        self.group = self.group.wrapping_add(1);
+    }
+
+    fn emit(&mut self, p: Vec<u8>, out: &mut Vec<Vec<u8>>) {
+        self.stats.wire_bytes += p.len() as u64;
+        out.push(p);
+    }
+}
