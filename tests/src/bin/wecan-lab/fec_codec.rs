@@ -27,7 +27,7 @@ pub fn bench(
     min_time: Duration,
 ) -> (f64, f64, f64, f64) {
     let (encode, decode) = bench_codec(k, m, packet, lost, min_time);
-    let (encode_rs, decode_rs) = bench_plain_rs(k, m, packet, lost, min_time);
+    let (encode_rs, decode_rs) = bench_rs(k, m, packet, lost, min_time, Rs::Plain);
     (encode, decode, encode_rs, decode_rs)
 }
 
@@ -40,7 +40,7 @@ pub fn bench_backends(
     lost: usize,
     min_time: Duration,
 ) -> [(f64, f64); 2] {
-    [bench_codec(k, m, packet, lost, min_time), bench_framed_rs(k, m, packet, lost, min_time)]
+    [bench_codec(k, m, packet, lost, min_time), bench_rs(k, m, packet, lost, min_time, Rs::Framed)]
 }
 
 /// `(encode, decode)` GiB/s of the codec, as described for [`bench`].
@@ -67,63 +67,41 @@ fn bench_codec(k: usize, m: usize, packet: usize, lost: usize, min_time: Duratio
     (encode, decode)
 }
 
-/// `(encode, decode)` GiB/s of reed-solomon-simd used directly on `packet`-byte shards (rounded
-/// up to even, as it requires).
-fn bench_plain_rs(
-    k: usize,
-    m: usize,
-    packet: usize,
-    lost: usize,
-    min_time: Duration,
-) -> (f64, f64) {
-    let lost = lost.min(k).min(m);
-    let len = (packet + (packet & 1)).max(2);
-    let data = random_packets(k, len, 2);
-    let bytes = (k * packet) as f64;
-    let mut encoder = ReedSolomonEncoder::new(k, m, len).expect("bench: encoder");
-    let encode = throughput(bytes, min_time, || {
-        for shard in &data {
-            encoder.add_original_shard(shard).expect("bench: add original");
-        }
-        std::hint::black_box(encoder.encode().expect("bench: encode").recovery(0));
-    });
-    let recovery = rs_recovery(&mut encoder, &data);
-    let mut decoder = ReedSolomonDecoder::new(k, m, len).expect("bench: decoder");
-    let decode = throughput(bytes, min_time, || {
-        for (i, shard) in data.iter().enumerate().skip(lost) {
-            decoder.add_original_shard(i, shard).expect("bench: add original");
-        }
-        for (p, shard) in recovery.iter().enumerate().take(lost) {
-            decoder.add_recovery_shard(p, shard).expect("bench: add recovery");
-        }
-        let result = decoder.decode().expect("bench: decode");
-        for i in 0..lost {
-            std::hint::black_box(result.restored_original(i));
-        }
-    });
-    (encode, decode)
+/// How reed-solomon-simd is fed in a run.
+#[derive(Clone, Copy, PartialEq)]
+enum Rs {
+    /// Directly, on `packet`-byte shards (rounded up to even, as it requires).
+    Plain,
+    /// Doing the codec's job: each packet framed (`prefix ‖ bytes ‖ zeros`, shard length
+    /// rounded up to even) before encoding, received data packets framed again before
+    /// decoding, rebuilt shards copied out.
+    Framed,
 }
 
-/// `(encode, decode)` GiB/s of reed-solomon-simd doing the codec's job: each packet framed
-/// (`prefix ‖ bytes ‖ zeros`, shard length rounded up to even) before encoding, received data
-/// packets framed again before decoding, rebuilt shards copied out.
-fn bench_framed_rs(
+/// `(encode, decode)` GiB/s of reed-solomon-simd fed as `how` says, on the groups of
+/// [`bench`].
+fn bench_rs(
     k: usize,
     m: usize,
     packet: usize,
     lost: usize,
     min_time: Duration,
+    how: Rs,
 ) -> (f64, f64) {
     assert!(packet <= MAX_PACKET, "bench: packet longer than the codec carries");
     let lost = lost.min(k).min(m);
-    let len = PREFIX + packet + ((PREFIX + packet) & 1);
-    let data = random_packets(k, packet, 1);
+    let framed = how == Rs::Framed;
+    let shard = if framed { PREFIX + packet } else { packet };
+    let len = (shard + (shard & 1)).max(2);
+    let data = random_packets(k, if framed { packet } else { len }, 1);
     let bytes = (k * packet) as f64;
-    let mut frames = vec![vec![0u8; len]; k];
+    let mut frames = if framed { vec![vec![0u8; len]; k] } else { data.clone() };
     let mut encoder = ReedSolomonEncoder::new(k, m, len).expect("bench: encoder");
     let encode = throughput(bytes, min_time, || {
         for (frame, p) in frames.iter_mut().zip(&data) {
-            fec::frame_into(frame, p);
+            if framed {
+                fec::frame_into(frame, p);
+            }
             encoder.add_original_shard(&*frame).expect("bench: add original");
         }
         std::hint::black_box(encoder.encode().expect("bench: encode").recovery(0));
@@ -133,7 +111,9 @@ fn bench_framed_rs(
     let mut out = vec![vec![0u8; len]; lost];
     let decode = throughput(bytes, min_time, || {
         for (i, (frame, p)) in frames.iter_mut().zip(&data).enumerate().skip(lost) {
-            fec::frame_into(frame, p);
+            if framed {
+                fec::frame_into(frame, p);
+            }
             decoder.add_original_shard(i, &*frame).expect("bench: add original");
         }
         for (p, shard) in recovery.iter().enumerate().take(lost) {
@@ -141,7 +121,12 @@ fn bench_framed_rs(
         }
         let result = decoder.decode().expect("bench: decode");
         for (i, o) in out.iter_mut().enumerate() {
-            o.copy_from_slice(result.restored_original(i).expect("bench: restored"));
+            let restored = result.restored_original(i).expect("bench: restored");
+            if framed {
+                o.copy_from_slice(restored);
+            } else {
+                std::hint::black_box(restored);
+            }
         }
         std::hint::black_box(&out);
     });
