@@ -7,8 +7,14 @@
 //!                                                                   node's routes are newer than G
 //! GET  /v1/routes[?node=N]                            → [RoutesReply]
 //! GET  /v1/topology                                   → Topology
+//! GET  /v1/auth                                       → AuthReply  refused requests per reason
 //! GET  /healthz                                       → "ok"
 //! ```
+//! Only over TLS, and every call but `/healthz` carries `Authorization: Bearer TOKEN`: a
+//! node's token may post its own reports and read its own routes; an operator's token may
+//! read everything else and post nothing. Missing, malformed or unknown tokens get 401, a
+//! valid token outside its rights 403.
+//!
 //! Errors are `ErrorReply` with a 4xx/5xx status and a message naming what to fix.
 
 use serde::{Deserialize, Serialize};
@@ -80,6 +86,35 @@ pub struct Topology {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorReply {
     pub error: String,
+}
+
+/// Requests the controller refused since it started, per reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusals {
+    /// No `Authorization` header (401).
+    pub missing_credentials: u64,
+    /// An `Authorization` header that is not `Bearer TOKEN` (401).
+    pub malformed_credentials: u64,
+    /// A token the controller does not know (401).
+    pub bad_credentials: u64,
+    /// A node's token used for another node's report or routes (403).
+    pub wrong_node: u64,
+    /// A node's token on an operator call (403).
+    pub not_operator: u64,
+    /// An operator's token posting a report: operators only read (403).
+    pub read_only: u64,
+    /// TLS handshakes that failed (e.g. a client that does not trust the controller's CA).
+    pub tls_handshake: u64,
+}
+
+/// `GET /v1/auth`: who may call, and what was refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuthReply {
+    /// Nodes with a token.
+    pub nodes: usize,
+    /// Operator tokens.
+    pub operators: usize,
+    pub refused: Refusals,
 }
 
 /// Statistics of one link, as reported to the operator and the controller.

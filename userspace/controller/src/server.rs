@@ -5,11 +5,14 @@
 //! HTTP+JSON (see `wecan_api`) because a network engineer can drive and inspect it with
 //! `curl` and `jq`, and because agents need nothing more than request/response plus a long
 //! poll; gRPC would add code generation and a binary protocol for no gain at this scale.
+//!
+//! Only over TLS, and every call but `/healthz` authenticated (see [`crate::auth`]): there is
+//! no plain-HTTP mode to misconfigure.
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -17,8 +20,15 @@ use std::{
 use anyhow::{Context, Result};
 use axum::{
     Json, Router as Http,
-    extract::{Path as UrlPath, Query, State as AxumState, rejection::JsonRejection},
-    http::StatusCode,
+    extract::{
+        ConnectInfo, FromRequestParts, Path as UrlPath, Query, State as AxumState,
+        rejection::JsonRejection,
+    },
+    http::{
+        HeaderValue, StatusCode,
+        header::{AUTHORIZATION, WWW_AUTHENTICATE},
+        request::Parts,
+    },
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -27,11 +37,15 @@ use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
 use wecan_api::{
-    Ack, ErrorReply, LinkReport, PushedRoute, Report, RoutesReply, Topology, TopologyLink,
-    TopologyNode,
+    Ack, AuthReply, ErrorReply, LinkReport, PushedRoute, Report, RoutesReply, Topology,
+    TopologyLink, TopologyNode,
 };
 
-use crate::routing::{Graph, Hysteresis, LinkMetrics, Router, link_cost};
+use crate::{
+    auth::{Auth, NodeCredential, OperatorCredential, Principal, Refusal},
+    routing::{Graph, Hysteresis, LinkMetrics, Router, link_cost},
+    tls,
+};
 
 /// Controller settings (`configs/controller.toml`).
 #[derive(Clone, Debug, Deserialize)]
@@ -46,6 +60,13 @@ pub struct Settings {
     pub hysteresis_absolute_us: f64,
     /// Reports arriving within this window are folded into one recomputation.
     pub debounce_ms: u64,
+    /// The controller's certificate chain and private key (PEM files); required.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Relays that may report, each with the SHA-256 of its token; at least one.
+    pub nodes: Vec<NodeCredential>,
+    /// Read-only tokens for operators (topology, all routes, refusal counters).
+    pub operators: Vec<OperatorCredential>,
 }
 
 impl Default for Settings {
@@ -57,6 +78,10 @@ impl Default for Settings {
             hysteresis_relative: h.relative,
             hysteresis_absolute_us: h.absolute_us,
             debounce_ms: 10,
+            tls_cert: None,
+            tls_key: None,
+            nodes: Vec::new(),
+            operators: Vec::new(),
         }
     }
 }
@@ -74,6 +99,20 @@ impl Settings {
             );
         }
         Ok(s)
+    }
+
+    /// The token checks and the TLS identity the settings name; errors name the field.
+    pub fn security(&self) -> Result<(Auth, rustls::ServerConfig)> {
+        let missing = |field: &str, what: &str| {
+            anyhow::anyhow!(
+                "{field}: missing; set it to the path of the controller's {what} (PEM), see \
+                 README \"Control plane\""
+            )
+        };
+        let cert = self.tls_cert.as_deref().ok_or_else(|| missing("tls_cert", "certificate"))?;
+        let key = self.tls_key.as_deref().ok_or_else(|| missing("tls_key", "private key"))?;
+        let auth = Auth::new(&self.nodes, &self.operators)?;
+        Ok((auth, tls::server_config(cert, key)?))
     }
 }
 
@@ -96,6 +135,7 @@ pub struct Controller {
     /// Bumped whenever any relay's routes change; long polls wait on it.
     changed: watch::Sender<u64>,
     dirty: Notify,
+    auth: Auth,
 }
 
 fn metrics(l: &LinkReport) -> LinkMetrics {
@@ -189,7 +229,7 @@ fn same_routes(a: &[PushedRoute], b: &[PushedRoute]) -> bool {
 }
 
 impl Controller {
-    pub fn new(settings: Settings) -> Arc<Self> {
+    pub fn new(settings: Settings, auth: Auth) -> Arc<Self> {
         let h = Hysteresis {
             relative: settings.hysteresis_relative,
             absolute_us: settings.hysteresis_absolute_us,
@@ -204,6 +244,7 @@ impl Controller {
             }),
             changed: watch::channel(0).0,
             dirty: Notify::new(),
+            auth,
         })
     }
 
@@ -236,12 +277,29 @@ impl Controller {
     }
 }
 
-/// Runs the controller on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, settings: Settings) -> Result<()> {
-    let ctl = Controller::new(settings);
+/// Runs the controller over TLS on `listener` until the process ends.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    settings: Settings,
+    auth: Auth,
+    tls: rustls::ServerConfig,
+) -> Result<()> {
+    let ctl = Controller::new(settings, auth);
     tokio::spawn(ctl.clone().recompute_loop());
-    info!("controller listening on {}", listener.local_addr()?);
-    axum::serve(listener, api(ctl)).await.context("HTTP server")
+    info!("controller listening on https://{}", listener.local_addr()?);
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    let failed = ctl.clone();
+    axum_server::from_tcp_rustls(listener, tls)
+        .context("TLS listener")?
+        .accept_error_handler(move |peer, e| match peer {
+            // With a peer: its TLS handshake failed (without one the accept itself did, and
+            // the server retries).
+            Some(peer) => failed.auth.tls_failed(&format_args!("{peer}: {e}")),
+            None => log::warn!("accept: {e}"),
+        })
+        .serve(api(ctl).into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .context("HTTPS server")
 }
 
 /// The HTTP API over a controller.
@@ -252,6 +310,7 @@ pub fn api(ctl: Arc<Controller>) -> Http {
         .route("/v1/nodes/{id}/routes", get(node_routes))
         .route("/v1/routes", get(all_routes))
         .route("/v1/topology", get(topology))
+        .route("/v1/auth", get(auth_status))
         .with_state(ctl)
 }
 
@@ -259,8 +318,50 @@ struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ErrorReply { error: self.1 })).into_response()
+        let mut r = (self.0, Json(ErrorReply { error: self.1 })).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            // RFC 6750: say which scheme is expected.
+            r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
     }
+}
+
+/// The authenticated caller of a request. Extracting it refuses (and counts) a request
+/// without a valid token before its body is read.
+struct Caller {
+    who: Principal,
+    /// Method, path and peer, for the refusal log.
+    what: String,
+}
+
+impl FromRequestParts<Arc<Controller>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(p: &mut Parts, ctl: &Arc<Controller>) -> Result<Self, ApiError> {
+        let peer = p.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let what = match peer {
+            Some(peer) => format!("{} {} from {peer}", p.method, p.uri.path()),
+            None => format!("{} {}", p.method, p.uri.path()),
+        };
+        match ctl.auth.authenticate(p.headers.get(AUTHORIZATION).map(|v| v.as_bytes())) {
+            Ok(who) => Ok(Self { who, what }),
+            Err(r) => Err(refused(ctl, r, &what)),
+        }
+    }
+}
+
+impl Caller {
+    /// Passes `right` through, counting and answering a refusal.
+    fn check(&self, ctl: &Controller, right: Result<(), Refusal>) -> Result<(), ApiError> {
+        right.map_err(|r| refused(ctl, r, &format_args!("{} by {}", self.what, self.who)))
+    }
+}
+
+fn refused(ctl: &Controller, r: Refusal, what: &dyn std::fmt::Display) -> ApiError {
+    ctl.auth.refuse(r, what);
+    let code = if r.status() == 401 { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+    ApiError(code, r.message().into())
 }
 
 fn bad(msg: String) -> ApiError {
@@ -297,10 +398,12 @@ fn validate(id: u32, r: &Report) -> Result<(), ApiError> {
 
 async fn report(
     AxumState(ctl): AxumState<Arc<Controller>>,
+    caller: Caller,
     UrlPath(id): UrlPath<String>,
     body: Result<Json<Report>, JsonRejection>,
 ) -> Result<Json<Ack>, ApiError> {
     let id = node_id(&id)?;
+    caller.check(&ctl, caller.who.may_report(id))?;
     let Json(r) = body.map_err(|e| {
         bad(format!("report body: {}; expected {{\"clients\": [ids], \"links\": [{{\"peer\", \"up\", \"rtt_us\", \"loss\", \"jitter_us\", \"age_ms\", \"sent\", \"received\"}}]}}", e.body_text()))
     })?;
@@ -329,10 +432,12 @@ struct PollQuery {
 /// `wait_ms` (at most 30 s) with what it has.
 async fn node_routes(
     AxumState(ctl): AxumState<Arc<Controller>>,
+    caller: Caller,
     UrlPath(id): UrlPath<String>,
     q: Result<Query<PollQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RoutesReply>, ApiError> {
     let id = node_id(&id)?;
+    caller.check(&ctl, caller.who.may_read_node(id))?;
     let Query(q) =
         q.map_err(|e| bad(format!("query: {}; use ?after=GENERATION&wait_ms=MS", e.body_text())))?;
     let after = q.after.unwrap_or(0);
@@ -364,8 +469,10 @@ struct RoutesQuery {
 
 async fn all_routes(
     AxumState(ctl): AxumState<Arc<Controller>>,
+    caller: Caller,
     q: Result<Query<RoutesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<RoutesReply>>, ApiError> {
+    caller.check(&ctl, caller.who.may_read_all())?;
     let Query(q) = q.map_err(|e| bad(format!("query: {}; use ?node=ID", e.body_text())))?;
     let st = ctl.lock();
     let out: Vec<RoutesReply> =
@@ -381,8 +488,21 @@ async fn all_routes(
     Ok(Json(out))
 }
 
-async fn topology(AxumState(ctl): AxumState<Arc<Controller>>) -> Json<Topology> {
-    Json(ctl.lock().topology(Instant::now()))
+async fn topology(
+    AxumState(ctl): AxumState<Arc<Controller>>,
+    caller: Caller,
+) -> Result<Json<Topology>, ApiError> {
+    caller.check(&ctl, caller.who.may_read_all())?;
+    Ok(Json(ctl.lock().topology(Instant::now())))
+}
+
+async fn auth_status(
+    AxumState(ctl): AxumState<Arc<Controller>>,
+    caller: Caller,
+) -> Result<Json<AuthReply>, ApiError> {
+    caller.check(&ctl, caller.who.may_read_all())?;
+    let (nodes, operators) = ctl.auth.counts();
+    Ok(Json(AuthReply { nodes, operators, refused: ctl.auth.refusals() }))
 }
 
 #[cfg(test)]
@@ -438,6 +558,17 @@ mod tests {
         st.nodes.get_mut(&3).unwrap().report.links[0].up = false;
         assert!(st.recompute(now));
         assert_eq!(st.routes[&1].routes.iter().find(|r| r.dst == 100).unwrap().next_hop, 3);
+    }
+
+    #[test]
+    fn shipped_config_parses_and_missing_tls_files_are_named() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/controller.toml");
+        let s = Settings::load(&path).unwrap();
+        assert_eq!((s.nodes.len(), s.operators.len()), (2, 1));
+        let e = format!("{:#}", s.security().err().expect("no such certificate here"));
+        assert!(e.starts_with("tls_cert: cannot read /etc/wecan/controller.crt"), "{e}");
+        let e = format!("{:#}", Settings::default().security().err().expect("no TLS files"));
+        assert!(e.starts_with("tls_cert: missing"), "{e}");
     }
 
     #[test]
