@@ -55,8 +55,12 @@ pub struct Config {
     /// long a route or neighbour change may take to reach it. 0 looks up every packet.
     #[serde(default = "default_fib_cache_ms")]
     pub fib_cache_ms: u16,
-    /// Controller URL (e.g. `http://127.0.0.1:7400`); without one, static routes only.
+    /// Controller URL (e.g. `https://192.0.2.100:7400`); without one, static routes only.
     pub controller: Option<String>,
+    /// PEM file of the CA the controller's certificate must chain to.
+    pub controller_ca: Option<PathBuf>,
+    /// File holding this node's controller token (`wecan-controller token` makes one).
+    pub controller_token_file: Option<PathBuf>,
     /// Milliseconds between link reports to the controller (a link changing state is
     /// reported at once).
     #[serde(default = "default_report_interval")]
@@ -261,10 +265,25 @@ impl Config {
         if p.interval_ms == 0 || p.window == 0 || p.dead_after == 0 || p.timeout_ms == 0 {
             bail!("probes: interval_ms, window, dead_after and timeout_ms must all be at least 1");
         }
-        if let Some(url) = &self.controller
-            && !url.starts_with("http://")
-        {
-            bail!("controller: {url:?} must be an http:// URL, e.g. \"http://127.0.0.1:7400\"");
+        if let Some(url) = &self.controller {
+            // Always TLS and a token: no plain-HTTP mode to fall into by mistake.
+            if !url.starts_with("https://") {
+                bail!(
+                    "controller: {url:?} must be an https:// URL, e.g. \"https://192.0.2.100:7400\""
+                );
+            }
+            if self.controller_ca.is_none() {
+                bail!(
+                    "controller_ca: missing; set it to the PEM file of the CA that signed the \
+                     controller's certificate"
+                );
+            }
+            if self.controller_token_file.is_none() {
+                bail!(
+                    "controller_token_file: missing; set it to the file holding this node's \
+                     token (from `wecan-controller token`)"
+                );
+            }
         }
         if self.report_interval_ms == 0 {
             bail!("report_interval_ms: must be at least 1");
@@ -375,6 +394,15 @@ mod tests {
 
     fn err(text: &str) -> String {
         format!("{:#}", Config::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn controller_needs_tls_and_a_token() {
+        let ctl = "node_id = 1\ncontroller = \"https://192.0.2.100:7400\"\n";
+        assert!(err("node_id = 1\ncontroller = \"http://10.0.0.1:7400\"").contains("https://"));
+        assert!(err(ctl).contains("controller_ca: missing"));
+        let e = err(&format!("{ctl}controller_ca = \"/ca.pem\""));
+        assert!(e.contains("controller_token_file: missing"), "{e}");
     }
 
     #[test]

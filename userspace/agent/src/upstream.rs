@@ -4,16 +4,26 @@
 //!
 //! The threads are spawned before the agent enters its datapath namespace, so the
 //! controller is reached over the management network the agent was started in.
+//!
+//! Only over TLS to a controller whose certificate chains to the configured CA, with the
+//! node's bearer token ([`ControllerHttp`], which the CLI uses too).
 
 use std::{
+    path::Path,
     sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
     thread,
     time::{Duration, Instant},
 };
 
+use anyhow::{Context, Result, bail};
 use log::{info, warn};
+use ureq::{
+    Body,
+    http::Response,
+    tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider},
+};
 
-use wecan_api::{Report, RoutesReply};
+use wecan_api::{ErrorReply, Report, RoutesReply};
 
 /// How long one long poll may wait on the controller.
 const POLL_WAIT: Duration = Duration::from_secs(5);
@@ -25,25 +35,105 @@ pub struct Upstream {
     routes: Receiver<RoutesReply>,
 }
 
+/// The CA certificates in PEM file `path`: the controller's chain must lead to one of them.
+pub fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut roots = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let PemItem::Certificate(c) =
+            item.with_context(|| format!("{}: bad PEM", path.display()))?
+        {
+            roots.push(c);
+        }
+    }
+    if roots.is_empty() {
+        bail!(
+            "{} holds no PEM certificate; give the certificate of the CA that signed the \
+             controller's",
+            path.display()
+        );
+    }
+    Ok(roots)
+}
+
+/// The bearer token in `path` (surrounding whitespace ignored).
+pub fn read_token(path: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!(
+            "{} must hold one token (printable, no spaces) as `wecan-controller token` prints it",
+            path.display()
+        );
+    }
+    Ok(token.to_string())
+}
+
+/// An HTTPS client of the controller: trusts only `roots`, sends `token`.
+pub struct ControllerHttp {
+    agent: ureq::Agent,
+    /// `Bearer TOKEN`.
+    authorization: String,
+}
+
+impl ControllerHttp {
+    pub fn new(roots: &[Certificate<'static>], token: &str, timeout: Option<Duration>) -> Self {
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::new_with_certs(roots))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            // Never send the token in clear, not even after a redirect.
+            .https_only(true)
+            // Error replies carry the controller's message (see [`ControllerHttp::check`]).
+            .http_status_as_error(false)
+            .timeout_global(timeout)
+            .build()
+            .new_agent();
+        Self { agent, authorization: format!("Bearer {token}") }
+    }
+
+    pub fn get(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        self.agent.get(url).header("authorization", &self.authorization)
+    }
+
+    pub fn post(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        self.agent.post(url).header("authorization", &self.authorization)
+    }
+
+    /// The reply if it is a success, else an error with the status and the controller's
+    /// message (which names what to fix, e.g. the token).
+    pub fn check(mut resp: Response<Body>) -> Result<Response<Body>> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        match resp.body_mut().read_json::<ErrorReply>() {
+            Ok(e) => bail!("{status}: {}", e.error),
+            Err(_) => bail!("{status}"),
+        }
+    }
+}
+
 impl Upstream {
-    /// Starts talking to the controller at `url` (e.g. `http://127.0.0.1:7400`) as `node`.
-    pub fn spawn(url: &str, node: u32) -> Self {
+    /// Starts talking to the controller at `url` (e.g. `https://192.0.2.100:7400`) as
+    /// `node`, trusting the CA in `ca` and authenticating with the token in `token_file`.
+    pub fn spawn(url: &str, node: u32, ca: &Path, token_file: &Path) -> Result<Self> {
         let (report_tx, report_rx) = mpsc::channel::<Report>();
         let (routes_tx, routes_rx) = mpsc::channel::<RoutesReply>();
-        let agent = || {
-            ureq::Agent::config_builder()
-                .timeout_global(Some(POLL_WAIT + Duration::from_secs(2)))
-                .http_status_as_error(true)
-                .build()
-                .new_agent()
-        };
+        let timeout = Some(POLL_WAIT + Duration::from_secs(2));
+        let roots = read_ca(ca).context("controller_ca")?;
+        let token = read_token(token_file).context("controller_token_file")?;
+        let http = || ControllerHttp::new(&roots, &token, timeout);
         let report_url = format!("{url}/v1/nodes/{node}/report");
-        let http = agent();
-        thread::spawn(move || report_loop(&http, &report_url, &report_rx));
+        let reporter = http();
         let routes_url = format!("{url}/v1/nodes/{node}/routes");
-        let http = agent();
-        thread::spawn(move || poll_loop(&http, &routes_url, &routes_tx));
-        Self { reports: report_tx, routes: routes_rx }
+        let poller = http();
+        thread::spawn(move || report_loop(&reporter, &report_url, &report_rx));
+        thread::spawn(move || poll_loop(&poller, &routes_url, &routes_tx));
+        Ok(Self { reports: report_tx, routes: routes_rx })
     }
 
     /// Queues a report (only the newest unsent one is posted).
@@ -79,7 +169,7 @@ impl Health {
     }
 }
 
-fn report_loop(http: &ureq::Agent, url: &str, rx: &Receiver<Report>) {
+fn report_loop(http: &ControllerHttp, url: &str, rx: &Receiver<Report>) {
     let mut health = Health { what: "report", failing: false };
     let mut pending: Option<Report> = None;
     loop {
@@ -92,10 +182,15 @@ fn report_loop(http: &ureq::Agent, url: &str, rx: &Receiver<Report>) {
         };
         // Send only the newest report.
         let Some(report) = rx.try_iter().last().or(next) else { continue };
-        match http.post(url).send_json(&report) {
+        match http
+            .post(url)
+            .send_json(&report)
+            .map_err(anyhow::Error::from)
+            .and_then(ControllerHttp::check)
+        {
             Ok(_) => health.ok(),
             Err(e) => {
-                health.failed(&e);
+                health.failed(&format_args!("{e:#}"));
                 pending = Some(report);
                 let until = Instant::now() + BACKOFF;
                 // Keep draining so the newest report wins after the back-off.
@@ -111,7 +206,7 @@ fn report_loop(http: &ureq::Agent, url: &str, rx: &Receiver<Report>) {
     }
 }
 
-fn poll_loop(http: &ureq::Agent, url: &str, tx: &Sender<RoutesReply>) {
+fn poll_loop(http: &ControllerHttp, url: &str, tx: &Sender<RoutesReply>) {
     let mut health = Health { what: "route poll", failing: false };
     let mut generation = 0u64;
     loop {
@@ -120,7 +215,9 @@ fn poll_loop(http: &ureq::Agent, url: &str, tx: &Sender<RoutesReply>) {
             .query("after", generation.to_string())
             .query("wait_ms", POLL_WAIT.as_millis().to_string())
             .call()
-            .and_then(|mut r| r.body_mut().read_json::<RoutesReply>());
+            .map_err(anyhow::Error::from)
+            .and_then(ControllerHttp::check)
+            .and_then(|mut r| Ok(r.body_mut().read_json::<RoutesReply>()?));
         match reply {
             Ok(r) => {
                 health.ok();
@@ -133,7 +230,7 @@ fn poll_loop(http: &ureq::Agent, url: &str, tx: &Sender<RoutesReply>) {
                 }
             }
             Err(e) => {
-                health.failed(&e);
+                health.failed(&format_args!("{e:#}"));
                 thread::sleep(BACKOFF);
             }
         }

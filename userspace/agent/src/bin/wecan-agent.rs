@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use log::warn;
 use wecan_agent::{
@@ -105,7 +105,14 @@ fn real_main() -> Result<()> {
             }
             // The controller is reached from the namespace the agent starts in (the
             // management network); only the datapath work moves into --netns.
-            let upstream = cfg.controller.as_deref().map(|url| Upstream::spawn(url, cfg.node_id));
+            let upstream = match (&cfg.controller, &cfg.controller_ca, &cfg.controller_token_file) {
+                (Some(url), Some(ca), Some(token)) => Some(
+                    Upstream::spawn(url, cfg.node_id, ca, token)
+                        .with_context(|| format!("config {}", config.display()))?,
+                ),
+                // Config::load refuses a controller without both files.
+                _ => None,
+            };
             enter_netns()?;
             run(cfg, upstream, stats_interval, keep_attached)
         }

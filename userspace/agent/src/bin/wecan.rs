@@ -6,7 +6,7 @@
 //! wecan stats
 //! wecan links
 //! wecan protection
-//! wecan controller [--url URL] topology | routes [--node N]
+//! wecan controller [--url URL] --ca CA.pem --token-file FILE topology | routes [--node N] | auth
 //! ```
 //! `-j/--json` prints JSON instead of a table.
 
@@ -20,8 +20,9 @@ use wecan_agent::{
     probe,
     protection::ProtectionReport,
     reconcile,
+    upstream::{ControllerHttp, read_ca, read_token},
 };
-use wecan_api::{ErrorReply, RoutesReply, Topology};
+use wecan_api::{AuthReply, RoutesReply, Topology};
 use wecan_common::{
     maps::{RouteAction, RouteOrigin, RouteValue},
     wire::DEFAULT_PORT,
@@ -53,11 +54,17 @@ struct Cli {
 enum Cmd {
     #[command(flatten)]
     Map(MapCmd),
-    /// Ask the controller (HTTP API) instead of this relay's maps.
+    /// Ask the controller (HTTPS API, operator token) instead of this relay's maps.
     Controller {
         /// Controller URL.
-        #[arg(long, default_value = "http://127.0.0.1:7400")]
+        #[arg(long, default_value = "https://127.0.0.1:7400")]
         url: String,
+        /// PEM file of the CA the controller's certificate must chain to.
+        #[arg(long)]
+        ca: PathBuf,
+        /// File holding an operator token (the controller's [[operators]]).
+        #[arg(long)]
+        token_file: PathBuf,
         #[command(subcommand)]
         cmd: ControllerCmd,
     },
@@ -92,6 +99,8 @@ enum ControllerCmd {
         #[arg(long)]
         node: Option<u32>,
     },
+    /// Requests the controller refused, per reason (missing or bad tokens, wrong node, TLS).
+    Auth,
 }
 
 #[derive(Subcommand)]
@@ -155,23 +164,30 @@ fn parse_protect(s: &str) -> Result<ProtectMode, String> {
 }
 
 /// GET a JSON document from the controller, with its error message on failure.
-fn get<T: serde::de::DeserializeOwned>(url: &str) -> Result<T> {
-    let http = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-    let mut resp =
+fn get<T: serde::de::DeserializeOwned>(http: &ControllerHttp, url: &str) -> Result<T> {
+    let resp =
         http.get(url).call().with_context(|| format!("cannot reach the controller at {url}"))?;
-    if !resp.status().is_success() {
-        let e: ErrorReply =
-            resp.body_mut().read_json().unwrap_or(ErrorReply { error: resp.status().to_string() });
-        bail!("controller: {}", e.error);
-    }
+    let mut resp = ControllerHttp::check(resp).context("controller")?;
     Ok(resp.body_mut().read_json()?)
 }
 
-fn controller(url: &str, cmd: &ControllerCmd, json: bool) -> Result<()> {
+fn controller(
+    url: &str,
+    ca: &std::path::Path,
+    token_file: &std::path::Path,
+    cmd: &ControllerCmd,
+    json: bool,
+) -> Result<()> {
+    if !url.starts_with("https://") {
+        bail!("--url: {url:?} must be an https:// URL (the controller speaks only TLS)");
+    }
+    let roots = read_ca(ca).context("--ca")?;
+    let token = read_token(token_file).context("--token-file")?;
+    let http = ControllerHttp::new(&roots, &token, Some(std::time::Duration::from_secs(10)));
     let url = url.trim_end_matches('/');
     match cmd {
         ControllerCmd::Topology => {
-            let t: Topology = get(&format!("{url}/v1/topology"))?;
+            let t: Topology = get(&http, &format!("{url}/v1/topology"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&t)?);
                 return Ok(());
@@ -200,7 +216,7 @@ fn controller(url: &str, cmd: &ControllerCmd, json: bool) -> Result<()> {
         }
         ControllerCmd::Routes { node } => {
             let q = node.map_or_else(String::new, |n| format!("?node={n}"));
-            let sets: Vec<RoutesReply> = get(&format!("{url}/v1/routes{q}"))?;
+            let sets: Vec<RoutesReply> = get(&http, &format!("{url}/v1/routes{q}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&sets)?);
                 return Ok(());
@@ -221,6 +237,27 @@ fn controller(url: &str, cmd: &ControllerCmd, json: bool) -> Result<()> {
                 "{}",
                 output::table(&["NODE", "DST", "NEXT-HOP", "BACKUP", "COST-US", "GEN"], rows)
             );
+            Ok(())
+        }
+        ControllerCmd::Auth => {
+            let a: AuthReply = get(&http, &format!("{url}/v1/auth"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&a)?);
+                return Ok(());
+            }
+            let r = a.refused;
+            let rows = [
+                ("missing_credentials", r.missing_credentials),
+                ("malformed_credentials", r.malformed_credentials),
+                ("bad_credentials", r.bad_credentials),
+                ("wrong_node", r.wrong_node),
+                ("not_operator", r.not_operator),
+                ("read_only", r.read_only),
+                ("tls_handshake", r.tls_handshake),
+            ]
+            .map(|(reason, n)| vec![reason.to_string(), n.to_string()]);
+            print!("{}", output::table(&["REFUSED", "REQUESTS"], rows.into_iter()));
+            println!("{} nodes, {} operators with a token", a.nodes, a.operators);
             Ok(())
         }
     }
@@ -244,7 +281,9 @@ fn real_main() -> Result<()> {
         })
     };
     let cmd = match cli.cmd {
-        Cmd::Controller { url, cmd } => return controller(&url, &cmd, cli.json),
+        Cmd::Controller { url, ca, token_file, cmd } => {
+            return controller(&url, &ca, &token_file, &cmd, cli.json);
+        }
         // The agent publishes these outside bpffs, in no namespace of its own.
         Cmd::Protection => return protection(&pin_dir()?, cli.json),
         Cmd::Map(cmd) => cmd,
