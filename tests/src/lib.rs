@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod golden;
 pub mod impair;
 pub mod net;
+pub mod pki;
 pub mod proc;
 pub mod scenario;
 pub mod sim;

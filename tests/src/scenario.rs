@@ -58,10 +58,9 @@ pub fn mesh(tag: &str) -> Result<Topology> {
     t.start_relay("r2", &[], &[])?;
     t.start_relay("r3", &[], &[])?;
     t.start_relay("r4", &[], &[("b", "b")])?;
-    let url = format!("{}/v1/topology", t.controller_url().context("controller")?);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let topo = get_json(&url)?;
+        let topo = t.controller_get("/v1/topology")?;
         let links = topo["links"].as_array().context("topology links")?;
         if links.iter().filter(|l| l["up"] == true).count() == 12 {
             break;
@@ -75,11 +74,6 @@ pub fn mesh(tag: &str) -> Result<Topology> {
         wait_route(&t, r, 200, |_| true)?;
     }
     Ok(t)
-}
-
-/// GET a JSON document (from the controller, on loopback).
-pub fn get_json(url: &str) -> Result<serde_json::Value> {
-    Ok(ureq::get(url).call()?.body_mut().read_json()?)
 }
 
 /// Every relay's datapath drop counters that moved.

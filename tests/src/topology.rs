@@ -2,13 +2,20 @@
 //! veth links with a /24 each, agent configs generated from the links, and helpers to
 //! read counters and drive the CLI.
 
-use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, process::Command, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
 };
+use wecan_agent::upstream::{ControllerHttp, read_ca, read_token};
 use wecan_common::wire::DEFAULT_PORT;
 use wecan_datapath::{TESTKIT_OBJECT, maps::Maps};
 
@@ -16,6 +23,7 @@ use crate::{
     bins::bin,
     impair::{ImpairedLink, Impairment},
     net::{Netns, veth},
+    pki::ControllerPki,
     proc::Proc,
 };
 
@@ -47,6 +55,8 @@ pub struct Topology {
     /// Per relay: the `protect` table of its relay peers.
     protect: BTreeMap<String, String>,
     controller: Option<(String, Proc)>,
+    /// The controller's CA, certificate and tokens (made once per topology).
+    pki: Option<ControllerPki>,
     /// Links through an impairment element, by (a, b).
     impaired: Vec<((String, String), ImpairedLink)>,
     config_dir: PathBuf,
@@ -72,6 +82,7 @@ impl Topology {
             extra: BTreeMap::new(),
             protect: BTreeMap::new(),
             controller: None,
+            pki: None,
             impaired: Vec::new(),
             config_dir,
         })
@@ -183,8 +194,11 @@ impl Topology {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        if let Some((url, _)) = &self.controller {
-            c += &format!("controller = \"{url}\"\n");
+        if let (Some((url, _)), Some(pki)) = (&self.controller, &self.pki) {
+            c += &format!("controller = \"{url}\"\ncontroller_ca = \"{}\"\n", pki.ca.display());
+            if let Some(token) = pki.token_file(self.id(relay)) {
+                c += &format!("controller_token_file = \"{}\"\n", token.display());
+            }
         }
         // Last before the peer tables: it may open a table of its own (e.g. `[probes]`).
         c += self.extra.get(relay).map_or("", String::as_str);
@@ -298,19 +312,66 @@ impl Topology {
         self.spawn_agent(relay)
     }
 
-    /// Starts the controller on a free loopback port; agents started afterwards use it.
+    /// Starts the controller on a free loopback port, over TLS with a throwaway CA and a
+    /// token for each relay added so far (see [`ControllerPki`]); agents started afterwards
+    /// use it.
     pub fn start_controller(&mut self) -> Result<()> {
+        if self.pki.is_none() {
+            let relays: Vec<u32> = self.nodes.iter().filter(|n| !n.client).map(|n| n.id).collect();
+            self.pki = Some(ControllerPki::create(&self.config_dir.join("pki"), &relays)?);
+        }
+        let pki = self.pki.as_ref().context("controller credentials")?;
         let (p, ready, _) = Proc::spawn_capture(
             "controller",
             Command::new(bin("wecan-controller"))
+                .arg("--config")
+                .arg(&pki.config)
                 .args(["--listen", "127.0.0.1:0"])
                 .env("RUST_LOG", "warn"),
             "listening",
             Duration::from_secs(10),
         )?;
         let addr = ready.trim_start_matches("listening").trim();
-        self.controller = Some((format!("http://{addr}"), p));
+        self.controller = Some((format!("https://{addr}"), p));
         Ok(())
+    }
+
+    /// The controller's credentials, once it has been started.
+    pub fn controller_pki(&self) -> Option<&ControllerPki> {
+        self.pki.as_ref()
+    }
+
+    /// The arguments of `wecan controller` for this controller with the operator token.
+    pub fn controller_cli(&self) -> Result<Vec<String>> {
+        let (url, pki) = (self.controller_url().context("controller")?, self.pki()?);
+        Ok(vec![
+            "controller".into(),
+            "--url".into(),
+            url.into(),
+            "--ca".into(),
+            pki.ca.display().to_string(),
+            "--token-file".into(),
+            pki.operator_token.display().to_string(),
+        ])
+    }
+
+    /// A client of the controller trusting its CA, with the token in `token_file`.
+    pub fn controller_client(&self, token_file: &Path) -> Result<ControllerHttp> {
+        let roots = read_ca(&self.pki()?.ca)?;
+        Ok(ControllerHttp::new(&roots, &read_token(token_file)?, Some(Duration::from_secs(10))))
+    }
+
+    /// GET `path` (e.g. `/v1/topology`) from the controller with the operator token.
+    pub fn controller_get(&self, path: &str) -> Result<serde_json::Value> {
+        let http = self.controller_client(&self.pki()?.operator_token)?;
+        let url = format!("{}{path}", self.controller_url().context("controller")?);
+        let resp = http.get(&url).call().with_context(|| format!("GET {url}"))?;
+        let mut resp = ControllerHttp::check(resp).with_context(|| format!("GET {url}"))?;
+        Ok(resp.body_mut().read_json()?)
+    }
+
+    fn pki(&self) -> Result<&ControllerPki> {
+        self.pki.as_ref().context("the controller was never started")
     }
 
     /// Stops the controller (agents keep forwarding on their last routes).

@@ -20,16 +20,21 @@ fn controller_steers_by_link_quality_and_failover_stays_under_a_second() {
     eprintln!("r1 → b: via {} (backup {})", hop(&r), r["alternate"]);
     // The controller's side agrees (`wecan controller routes --node 1`) and its topology
     // shows the measured delays (RTT ≈ 2 × one-way delay).
-    let url = t.controller_url().unwrap().to_string();
+    let ctl = t.controller_cli().unwrap();
     let wecan = |args: &[&str]| -> serde_json::Value {
-        let out = sh(bin("wecan").to_str().unwrap(), args).unwrap();
+        let args: Vec<&str> = ["-j"]
+            .into_iter()
+            .chain(ctl.iter().map(String::as_str))
+            .chain(args.iter().copied())
+            .collect();
+        let out = sh(bin("wecan").to_str().unwrap(), &args).unwrap();
         serde_json::from_str(&out).unwrap()
     };
-    let sets = wecan(&["-j", "controller", "--url", &url, "routes", "--node", "1"]);
+    let sets = wecan(&["routes", "--node", "1"]);
     let to_b =
         sets[0]["routes"].as_array().unwrap().iter().find(|r| r["dst"] == 200).unwrap().clone();
     assert_eq!((to_b["next_hop"].as_u64(), to_b["backup"].as_u64()), (Some(4), Some(2)), "{sets}");
-    let topo = wecan(&["-j", "controller", "--url", &url, "topology"]);
+    let topo = wecan(&["topology"]);
     let link = |a: u64, b: u64| {
         topo["links"].as_array().unwrap().iter().find(|l| l["from"] == a && l["to"] == b).unwrap()["rtt_us"]
             .as_f64()
