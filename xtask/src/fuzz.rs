@@ -15,13 +15,13 @@ use anyhow::{Context, Result};
 use crate::root;
 
 /// The targets in `fuzz/fuzz_targets/`.
-pub const TARGETS: [&str; 4] = ["wire_header", "hop_message", "agent_config", "controller_api"];
+const TARGETS: [&str; 4] = ["wire_header", "hop_message", "agent_config", "controller_api"];
 /// Seconds per target: about a minute for all four, beside the build.
 const SECONDS: u32 = 15;
 /// Executions per target at most, so a run is bounded even where time is not the limit.
 const RUNS: u32 = 10_000_000;
 /// Set to 1, lets a machine without cargo-fuzz skip the runs (counted as skipped).
-pub const SKIP_VAR: &str = "WECAN_SKIP_FUZZ";
+const SKIP_VAR: &str = "WECAN_SKIP_FUZZ";
 
 /// Passed, failed and skipped targets.
 #[derive(Default)]
@@ -49,7 +49,7 @@ pub fn run_all() -> Result<Tally> {
     }
     let fuzz_dir = root().join("fuzz");
     // One build of all targets first, so its time is not taken from any target's run.
-    if let Err(e) = crate::run(fuzz(&fuzz_dir).args(["build", "--debug-assertions"])) {
+    if let Err(e) = crate::run(&mut fuzz(&fuzz_dir, "build")) {
         println!("fuzz: FAILED: the targets do not build: {e:#}");
         tally.failed = n;
         return Ok(tally);
@@ -69,19 +69,19 @@ pub fn run_all() -> Result<Tally> {
     Ok(tally)
 }
 
-/// `cargo +nightly fuzz SUBCOMMAND` with debug assertions (overflow checks) on; `build` and
-/// `run` must agree on the flags or `run` rebuilds.
-fn fuzz(fuzz_dir: &Path) -> Command {
+/// `cargo +nightly fuzz SUBCOMMAND` with debug assertions, so overflows panic as in tests;
+/// `build` and `run` must agree on the flags or `run` rebuilds.
+fn fuzz(fuzz_dir: &Path, subcommand: &str) -> Command {
     let mut c = Command::new("cargo");
-    c.current_dir(fuzz_dir).args(["+nightly", "fuzz"]);
+    c.current_dir(fuzz_dir).args(["+nightly", "fuzz", subcommand, "--debug-assertions"]);
     c
 }
 
 fn run_one(fuzz_dir: &Path, target: &str) -> Result<String> {
     let corpus = scratch_corpus(&fuzz_dir.join("corpus").join(target), target)?;
     let started = Instant::now();
-    let out = fuzz(fuzz_dir)
-        .args(["run", "--debug-assertions", target])
+    let out = fuzz(fuzz_dir, "run")
+        .arg(target)
         .arg(&corpus)
         .arg("--")
         .arg(format!("-max_total_time={SECONDS}"))
