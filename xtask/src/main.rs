@@ -7,10 +7,12 @@
 //! cargo xtask unload --iface IF [--config F | --pin-dir D] [--netns NS]
 //! cargo xtask demo [--duration SECS]    a relay network in namespaces, live counters
 //! cargo xtask bench [--json]            benchmarks; writes BENCHMARKS.md
-//! cargo xtask test                      lint + every test (as root)
+//! cargo xtask test                      lint + every test (as root) + bounded fuzz runs
+//! cargo xtask fuzz                      the bounded fuzz runs alone
 //! ```
 //! Every command runs `setup` implicitly; it only acts on what is missing.
 
+mod fuzz;
 mod setup;
 
 use std::{
@@ -31,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install missing prerequisites: rust-src for nightly, bpf-linker built against
-    /// nightly's LLVM, and the Debian packages the tests and demo use.
+    /// nightly's LLVM, cargo-fuzz, and the Debian packages the tests and demo use.
     Setup,
     /// Build the XDP programs and all binaries (release).
     Build,
@@ -67,8 +69,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Format check, clippy, then every unit, TestRun, netns and integration test.
+    /// Format check, clippy, then every unit, TestRun, netns and integration test, then each
+    /// fuzz target for a bounded time.
     Test,
+    /// Each fuzz target for a bounded time, as at the end of `test`.
+    Fuzz,
 }
 
 fn main() {
@@ -129,6 +134,10 @@ fn real_main() -> Result<()> {
             run_bin("wecan-lab", &args)
         }
         Cmd::Test => test(),
+        Cmd::Fuzz => {
+            let t = fuzz::run_all()?;
+            summary(t.passed, t.failed, t.skipped, true)
+        }
     }
 }
 
@@ -192,8 +201,15 @@ fn test() -> Result<()> {
         }
     }
     let status = child.wait()?;
-    println!("wecan: {passed} passed, {failed} failed");
-    if !status.success() || failed > 0 {
+    let fuzz = fuzz::run_all()?;
+    summary(passed + fuzz.passed, failed + fuzz.failed, fuzz.skipped, status.success())
+}
+
+/// The closing line CI reads; an error when anything failed (`ok`: the test runner's exit).
+fn summary(passed: u64, failed: u64, skipped: u64, ok: bool) -> Result<()> {
+    let skipped = if skipped > 0 { format!(", {skipped} skipped") } else { String::new() };
+    println!("wecan: {passed} passed, {failed} failed{skipped}");
+    if !ok || failed > 0 {
         bail!("tests failed");
     }
     Ok(())

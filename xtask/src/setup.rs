@@ -3,7 +3,8 @@
 //! - `rust-src` for the nightly toolchain (`-Z build-std=core` for the bpfel target);
 //! - `bpf-linker`, built against nightly's own LLVM (the same major version, the same
 //!   shared library), so the linker reads what rustc writes;
-//! - Debian packages: iproute2 (`ip`), ethtool, procps (`sysctl`).
+//! - Debian packages: iproute2 (`ip`), ethtool, procps (`sysctl`);
+//! - `cargo-fuzz`, pinned, for the bounded fuzz runs of `cargo xtask test` (run with nightly).
 
 use std::{
     path::{Path, PathBuf},
@@ -15,11 +16,15 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::run;
 
 const NIGHTLY: &str = "nightly";
+/// The cargo-fuzz release installed: it builds with the stable toolchain (1.95) and drives
+/// nightly's libFuzzer and sanitizers.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn ensure() -> Result<()> {
     ensure_debian_packages()?;
     ensure_rust_src()?;
-    ensure_bpf_linker()
+    ensure_bpf_linker()?;
+    ensure_cargo_fuzz()
 }
 
 fn output(cmd: &mut Command) -> Result<String> {
@@ -130,4 +135,31 @@ fn ensure_bpf_linker() -> Result<()> {
         .env("LLVM_PREFIX", &prefix))?;
     std::fs::write(&stamp, want)?;
     Ok(())
+}
+
+/// `cargo fuzz` works (any version).
+pub fn has_cargo_fuzz() -> bool {
+    cargo_fuzz_version().is_some()
+}
+
+/// What `cargo fuzz --version` prints, e.g. "cargo-fuzz 0.13.2".
+fn cargo_fuzz_version() -> Option<String> {
+    let out = Command::new("cargo").args(["fuzz", "--version"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn ensure_cargo_fuzz() -> Result<()> {
+    let want = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    if cargo_fuzz_version().is_some_and(|v| v == want) {
+        return Ok(());
+    }
+    eprintln!("setup: installing {want}");
+    run(Command::new("cargo").args([
+        "install",
+        "--locked",
+        "--force",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
 }

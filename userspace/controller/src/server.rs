@@ -396,6 +396,21 @@ fn validate(id: u32, r: &Report) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A report body of node `id`, decoded and validated as `POST /v1/nodes/{id}/report` does
+/// once the content type is checked; the error is the message of the 400 reply. For tests and
+/// fuzzing of the endpoint's input without a server.
+pub fn decode_report(id: u32, body: &[u8]) -> Result<Report, String> {
+    checked_report(id, Json::from_bytes(body)).map_err(|ApiError(_, msg)| msg)
+}
+
+fn checked_report(id: u32, body: Result<Json<Report>, JsonRejection>) -> Result<Report, ApiError> {
+    let Json(r) = body.map_err(|e| {
+        bad(format!("report body: {}; expected {{\"clients\": [ids], \"links\": [{{\"peer\", \"up\", \"rtt_us\", \"loss\", \"jitter_us\", \"age_ms\", \"sent\", \"received\"}}]}}", e.body_text()))
+    })?;
+    validate(id, &r)?;
+    Ok(r)
+}
+
 async fn report(
     AxumState(ctl): AxumState<Arc<Controller>>,
     caller: Caller,
@@ -404,10 +419,7 @@ async fn report(
 ) -> Result<Json<Ack>, ApiError> {
     let id = node_id(&id)?;
     caller.check(&ctl, caller.who.may_report(id))?;
-    let Json(r) = body.map_err(|e| {
-        bad(format!("report body: {}; expected {{\"clients\": [ids], \"links\": [{{\"peer\", \"up\", \"rtt_us\", \"loss\", \"jitter_us\", \"age_ms\", \"sent\", \"received\"}}]}}", e.body_text()))
-    })?;
-    validate(id, &r)?;
+    let r = checked_report(id, body)?;
     let generation = {
         let mut st = ctl.lock();
         let first = !st.nodes.contains_key(&id);
@@ -569,6 +581,17 @@ mod tests {
         assert!(e.starts_with("tls_cert: cannot read /etc/wecan/controller.crt"), "{e}");
         let e = format!("{:#}", Settings::default().security().err().expect("no TLS files"));
         assert!(e.starts_with("tls_cert: missing"), "{e}");
+    }
+
+    #[test]
+    fn report_bodies_decode_from_bytes() {
+        assert_eq!(
+            decode_report(1, br#"{"links": []}"#),
+            Ok(Report { clients: vec![], links: vec![] })
+        );
+        assert!(decode_report(1, b"{").unwrap_err().starts_with("report body:"));
+        let own_id = br#"{"clients": [1], "links": []}"#;
+        assert!(decode_report(1, own_id).unwrap_err().starts_with("clients: 1"));
     }
 
     #[test]
