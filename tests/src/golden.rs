@@ -18,7 +18,7 @@ use etherparse::PacketBuilder;
 use wecan_agent::reconcile;
 use wecan_common::{
     maps::{
-        DEFAULT_FIB_CACHE_MS, RelayConfig, RouteAction, RouteOrigin, RouteValue,
+        DEFAULT_FIB_CACHE_MS, PeerKind, RelayConfig, RouteAction, RouteOrigin, RouteValue,
         config_flags::PROBE_REPLY_IN_XDP,
     },
     stats::Stat,
@@ -97,8 +97,8 @@ impl Fixture {
         let pin_dir = std::path::PathBuf::from(format!("/sys/fs/bpf/wecan-{tag}"));
         let mut relay = Relay::load(&pin_dir)?;
         let m = &mut relay.maps;
-        m.add_peer(ip("10.1.0.2"), 2)?;
-        m.add_peer(ip("fd01::2"), 2)?;
+        m.add_peer(ip("10.1.0.2"), 2, PeerKind::Relay)?;
+        m.add_peer(ip("fd01::2"), 2, PeerKind::Relay)?;
         let fwd =
             |a: RouteAction, via: &str| reconcile::route_to(a, ip(via), PORT, 9, RouteOrigin::Cli);
         let routes = [

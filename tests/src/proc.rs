@@ -84,6 +84,21 @@ impl Proc {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory (bytes), from `/proc/<pid>/status`.
+    pub fn rss(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .with_context(|| format!("no VmRSS in /proc/{}/status", self.pid()))?;
+        Ok(kb * 1024)
+    }
+
     /// Sends a signal.
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: signalling our own child by pid.

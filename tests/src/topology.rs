@@ -277,6 +277,11 @@ impl Topology {
         Ok(())
     }
 
+    /// The running agent of `relay`.
+    pub fn agent(&self, relay: &str) -> Result<&Proc> {
+        self.agents.iter().find(|(r, _)| r == relay).map(|(_, p)| p).context("no such agent")
+    }
+
     /// Attaches an XDP_PASS program to every interface of `node`: a veth only accepts
     /// frames that its peer sends with XDP_TX/XDP_REDIRECT when it runs XDP itself.
     pub fn accept_xdp_frames(&mut self, node: &str) -> Result<()> {

@@ -9,6 +9,10 @@
 //! unprotected (forwarded in XDP), then with FEC+ARQ on every lossy link (the relays' agents
 //! protect each hop), then as a reliable flow. Between the last two, R2's agent is fed
 //! fuzzed hop messages from R1's address (random epochs among them) and must keep relaying.
+//!
+//! A second run forges hop messages while a protected flow crosses: from client A (5,000
+//! claimed node IDs, NACKs claiming R2 among them) and from R2's address claiming other
+//! relays. R1 refuses and counts every one, keeps no state for them, and the flow is whole.
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -19,7 +23,10 @@ use rand::{Rng, RngCore, SeedableRng, rngs::SmallRng};
 use wecan_common::wire::{PacketKind, RelayHeader, flags};
 use wecan_tests::{
     net::in_netns,
-    scenario::lossy::{self, RELAYS},
+    scenario::{
+        lossy::{self, RELAYS},
+        stream_with,
+    },
     skip_privileged,
     topology::Topology,
 };
@@ -60,6 +67,92 @@ fn fuzz_r2(t: &Topology, n: u32) {
         }
     })
     .unwrap();
+}
+
+/// Kinds of hop message: data, parity and NACKs.
+const ALL_KINDS: &[PacketKind] = &[PacketKind::Data, PacketKind::FecParity, PacketKind::Nack];
+
+/// Sends `n` well-formed hop messages of `kinds` (in turn) from `node`'s address toward
+/// `relay`, the `i`-th claiming to come from node `claim(i)`, at about 5,000 a second.
+fn forge(
+    t: &Topology,
+    (node, relay): (&str, &str),
+    n: u32,
+    kinds: &'static [PacketKind],
+    claim: fn(u32) -> u32,
+) {
+    let (from, to) = (t.addr(node, relay), t.addr(relay, node));
+    let dst = t.id(relay);
+    in_netns(&t.ns(node).name.clone(), move || {
+        let sock = UdpSocket::bind(SocketAddr::from((from, 0))).unwrap();
+        let mut rng = SmallRng::seed_from_u64(11);
+        for i in 0..n {
+            let mut hdr = RelayHeader::new(kinds[i as usize % kinds.len()], claim(i), dst, 0, i);
+            hdr.flags = flags::HOP;
+            hdr.hop_limit = 1;
+            let hop = HopHeader {
+                epoch: rng.next_u64() as u32,
+                group: i,
+                index: 0,
+                k: 4,
+                m: 1,
+                flags: 0,
+            };
+            let mut pkt = hdr.to_bytes().to_vec();
+            pkt.extend_from_slice(&hop.encode());
+            pkt.extend((0..100).map(|_| rng.next_u64() as u8));
+            sock.send_to(&pkt, SocketAddr::from((to, 7300))).unwrap();
+            if i % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn forged_hop_messages_are_refused_and_change_nothing() {
+    if skip_privileged("forged_hop_messages_are_refused_and_change_nothing") {
+        return;
+    }
+    const FORGED: u32 = 5_000;
+    let mut t = lossy::chain("hf", 0.01).unwrap();
+    lossy::protect(&mut t, "fec+arq").unwrap();
+    let size = lossy::SIZE.to_string();
+    let flow = stream_with(&t, COUNT, 0, lossy::RATE, &["--size", &size]).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let rss_before = t.agent("r1").unwrap().rss().unwrap();
+
+    // A client claims 5,000 relays (every tenth message "from R2"); R2's address claims
+    // relays 3 and 4; R3 NACKs a link R4 never sent on.
+    forge(&t, ("a", "r1"), FORGED, ALL_KINDS, |i| if i % 10 == 0 { 2 } else { 1_000 + i });
+    forge(&t, ("r2", "r1"), 1_000, ALL_KINDS, |i| 3 + i % 2);
+    forge(&t, ("r3", "r4"), 100, &[PacketKind::Nack], |_| 3);
+    let rss_after = t.agent("r1").unwrap().rss().unwrap();
+    let report = flow.finish().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+
+    let r1 = lossy::protection(&t, "r1").unwrap();
+    eprintln!("r1 refused {:?}; rss {rss_before} -> {rss_after} bytes", r1.refused);
+    eprintln!("{}", t.cli("r1", &["protection"]).unwrap());
+    assert_eq!(r1.socket_drops, 0, "{r1:?}");
+    assert_eq!(r1.refused.not_relay, u64::from(FORGED), "{:?}", r1.refused);
+    // R2's link to R1 loses 1 % each way.
+    assert!((900..=1_000).contains(&r1.refused.wrong_source), "{:?}", r1.refused);
+    // Link state exists only toward R1's one relay peer.
+    let peers: Vec<u32> =
+        r1.tx.iter().map(|x| x.peer).chain(r1.rx.iter().map(|x| x.peer)).collect();
+    assert!(peers.iter().all(|&p| p == 2), "{peers:?}");
+    // 5,000 links' worth of state grew the agent by 6 MB before the fix.
+    assert!(rss_after < rss_before + (3 << 20), "{rss_before} -> {rss_after}");
+    let r4 = lossy::protection(&t, "r4").unwrap();
+    assert!((90..=100).contains(&r4.refused.nacks_without_link), "{:?}", r4.refused);
+    assert!(r4.tx.is_empty(), "a NACK made no sending state: {r4:?}");
+
+    let ratio = report.unique as f64 / f64::from(COUNT);
+    eprintln!("protected flow under forgery: {report:?}, delivery {ratio:.5}");
+    assert!(ratio >= 0.999, "{report:?}");
+    assert_eq!((report.corrupt, report.duplicates), (0, 0), "{report:?}");
 }
 
 #[test]

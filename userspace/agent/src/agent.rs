@@ -120,7 +120,7 @@ impl Agent {
             if probed || !changes.is_empty() {
                 self.publish_links();
             }
-            if self.slow.protect.active() && last_publish.elapsed() >= PUBLISH_EVERY {
+            if self.slow.protect.reportable() && last_publish.elapsed() >= PUBLISH_EVERY {
                 last_publish = Instant::now();
                 let drops = self.slow.socket_drops();
                 if let Err(e) = self.slow.protect.publish(&state_file, drops) {

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use wecan_common::{
-    maps::{DEFAULT_FIB_CACHE_MS, RouteAction},
+    maps::{DEFAULT_FIB_CACHE_MS, PeerKind, RouteAction},
     wire::DEFAULT_PORT,
 };
 
@@ -21,6 +21,9 @@ use wecan_transport::{
 };
 
 use crate::probe::ProbeSettings;
+
+/// Longest probe, probe timeout or report interval the config accepts: one hour.
+const MAX_INTERVAL_MS: u64 = 3_600_000;
 
 /// Default bpffs directory for pins; one directory per relay instance.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wecan";
@@ -85,16 +88,6 @@ pub enum ProbeReply {
     Agent,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum PeerKind {
-    /// Another relay: probed, and a possible next hop toward other nodes.
-    #[default]
-    Relay,
-    /// A client attached to this relay: an end point, never probed or used as transit.
-    Client,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerConfig {
@@ -102,7 +95,9 @@ pub struct PeerConfig {
     pub addr: IpAddr,
     /// The peer's UDP port; defaults to this relay's `port`.
     pub port: Option<u16>,
-    #[serde(default)]
+    /// `relay` (the default: probed, a possible next hop) or `client` (an end point
+    /// attached here, never probed or used as transit).
+    #[serde(default = "default_kind", deserialize_with = "peer_kind")]
     pub kind: PeerKind,
     /// Per-hop protection of routes through this peer (relay peers only).
     #[serde(default)]
@@ -189,6 +184,15 @@ pub struct RouteConfig {
     pub action: RouteAction,
 }
 
+fn default_kind() -> PeerKind {
+    PeerKind::Relay
+}
+
+fn peer_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PeerKind, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(|e| serde::de::Error::custom(format!("{name:?}: {e}")))
+}
+
 fn default_action() -> RouteAction {
     RouteAction::Forward
 }
@@ -265,6 +269,18 @@ impl Config {
         if p.interval_ms == 0 || p.window == 0 || p.dead_after == 0 || p.timeout_ms == 0 {
             bail!("probes: interval_ms, window, dead_after and timeout_ms must all be at least 1");
         }
+        // Upper bounds keep the timer arithmetic (intervals × counts, as Durations and
+        // Instants) far from overflow; beyond them a link would never be declared down.
+        for (field, v, max) in [
+            ("interval_ms", p.interval_ms, MAX_INTERVAL_MS),
+            ("timeout_ms", p.timeout_ms, MAX_INTERVAL_MS),
+            ("window", p.window as u64, 10_000),
+            ("dead_after", u64::from(p.dead_after), 1_000),
+        ] {
+            if v > max {
+                bail!("probes.{field}: {v} is more than the most this agent allows ({max})");
+            }
+        }
         if let Some(url) = &self.controller {
             // Always TLS and a token: no plain-HTTP mode to fall into by mistake.
             if !url.starts_with("https://") {
@@ -285,8 +301,11 @@ impl Config {
                 );
             }
         }
-        if self.report_interval_ms == 0 {
-            bail!("report_interval_ms: must be at least 1");
+        if self.report_interval_ms == 0 || self.report_interval_ms > MAX_INTERVAL_MS {
+            bail!(
+                "report_interval_ms: {} is out of range; use 1 to {MAX_INTERVAL_MS}",
+                self.report_interval_ms
+            );
         }
         let mut keys = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
@@ -433,5 +452,12 @@ mod tests {
         assert_eq!(ok.peers[0].protect.mode, ProtectMode::FecArq);
         let e = err("node_id = 1\n[probes]\ninterval_ms = 0");
         assert!(e.contains("probes"), "{e}");
+        // Huge values are refused by name instead of overflowing the timers.
+        let e = err("node_id = 1\n[probes]\ninterval_ms = 9223372036854775807");
+        assert!(e.contains("probes.interval_ms"), "{e}");
+        let e = err("node_id = 1\n[probes]\ndead_after = 4000000000");
+        assert!(e.contains("probes.dead_after"), "{e}");
+        let e = err("node_id = 1\nreport_interval_ms = 9223372036854775807");
+        assert!(e.contains("report_interval_ms"), "{e}");
     }
 }

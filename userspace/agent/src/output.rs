@@ -146,18 +146,20 @@ impl Row for RouteRow {
 pub struct PeerRow {
     pub node: u32,
     pub addr: String,
+    pub kind: &'static str,
 }
 
 impl PeerRow {
     pub fn new(addr: std::net::IpAddr, v: &PeerValue) -> Self {
-        Self { node: v.node_id, addr: addr.to_string() }
+        let kind = v.kind().map_or("unknown", |k| k.name());
+        Self { node: v.node_id, addr: addr.to_string(), kind }
     }
 }
 
 impl Row for PeerRow {
-    const HEADER: &'static [&'static str] = &["NODE", "ADDRESS"];
+    const HEADER: &'static [&'static str] = &["NODE", "ADDRESS", "KIND"];
     fn cells(&self) -> Vec<String> {
-        vec![self.node.to_string(), self.addr.clone()]
+        vec![self.node.to_string(), self.addr.clone(), self.kind.into()]
     }
 }
 

@@ -1,6 +1,10 @@
 //! The agent's side of per-hop protection: one [`LinkTx`] per next-hop relay and one
 //! [`LinkRx`] per upstream relay, created on first use with the link's settings from the
 //! config and its RTT from the probes, and the counters `wecan protection` shows.
+//!
+//! Links are keyed by the node ID of the peer allowlist entry the hop message came from
+//! (see `slowpath`), never by the node a packet claims, so state is bounded by the peers
+//! configured: at most one sending and one receiving link per relay peer.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,9 +16,7 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use wecan_transport::hop::{
-    FecSettings, HopError, LinkRx, LinkTx, ProtectMode, RxStats, TxStats, new_epoch,
-};
+use wecan_transport::hop::{FecSettings, HopError, LinkRx, LinkTx, ProtectMode, RxStats, TxStats};
 
 use crate::config::Config;
 
@@ -28,8 +30,24 @@ pub struct ProtectionReport {
     /// Datagrams the agent's socket dropped (buffer full): lost before protection saw them.
     #[serde(default)]
     pub socket_drops: u64,
+    /// Hop messages refused before any link state saw them.
+    #[serde(default)]
+    pub refused: HopRefusals,
     pub tx: Vec<TxRow>,
     pub rx: Vec<RxRow>,
+}
+
+/// Hop messages refused, by reason. None of them creates or changes link state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HopRefusals {
+    /// From an allowed address that is not a relay peer (a client, say): clients do not
+    /// speak the hop protocol.
+    pub not_relay: u64,
+    /// From a relay peer's address but claiming another node as its source.
+    pub wrong_source: u64,
+    /// NACKs or loss reports for a link this agent has no sending state for (it never sent
+    /// protected traffic there, or restarted since).
+    pub nacks_without_link: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -62,6 +80,7 @@ struct Rx {
 pub struct ProtectedLinks {
     node: u32,
     epoch: u32,
+    pub refused: HopRefusals,
     fec: HashMap<u32, FecSettings>,
     /// Mean RTT of each link, from the probes.
     rtt: HashMap<u32, Duration>,
@@ -70,20 +89,26 @@ pub struct ProtectedLinks {
 }
 
 impl ProtectedLinks {
-    pub fn new(cfg: &Config) -> Self {
-        Self {
+    pub fn new(cfg: &Config) -> Result<Self> {
+        Ok(Self {
             node: cfg.node_id,
-            epoch: new_epoch(),
+            epoch: new_epoch()?,
+            refused: HopRefusals::default(),
             fec: cfg.peers.iter().map(|p| (p.node_id, p.protect.fec())).collect(),
             rtt: HashMap::new(),
             tx: BTreeMap::new(),
             rx: BTreeMap::new(),
-        }
+        })
     }
 
     /// Whether any link is protected yet (timers need polling).
     pub fn active(&self) -> bool {
         !self.tx.is_empty() || !self.rx.is_empty()
+    }
+
+    /// Whether there is anything for `wecan protection` to show: links, or refusals.
+    pub fn reportable(&self) -> bool {
+        self.active() || self.refused != HopRefusals::default()
     }
 
     /// The probes' mean RTT of the link to `peer`, for the ARQ timers of links set up later.
@@ -119,7 +144,8 @@ impl ProtectedLinks {
         tx.link.send(mode, pkt, now, out);
     }
 
-    /// A NACK from `peer`: resends to append to `out`, and where to send them.
+    /// A NACK from `peer`: resends to append to `out`, and where to send them. One for a
+    /// link without sending state is counted and answered with nothing.
     pub fn on_nack(
         &mut self,
         peer: u32,
@@ -128,7 +154,10 @@ impl ProtectedLinks {
         now: Instant,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<Option<SocketAddr>, HopError> {
-        let Some(tx) = self.tx.get_mut(&peer) else { return Ok(None) };
+        let Some(tx) = self.tx.get_mut(&peer) else {
+            self.refused.nacks_without_link += 1;
+            return Ok(None);
+        };
         tx.link.on_nack(rflags, body, now, out)?;
         Ok(Some(tx.to))
     }
@@ -169,6 +198,7 @@ impl ProtectedLinks {
         ProtectionReport {
             node: self.node,
             socket_drops,
+            refused: self.refused,
             tx: self
                 .tx
                 .iter()
@@ -187,4 +217,10 @@ impl ProtectedLinks {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
     }
+}
+
+/// The sender epoch of this agent run: random, so a restart picks another and nobody off
+/// the path can guess it (`wecan_transport::hop`).
+fn new_epoch() -> Result<u32> {
+    getrandom::u32().context("cannot draw a random hop epoch from the OS")
 }

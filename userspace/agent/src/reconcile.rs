@@ -60,7 +60,7 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config, table: &RouteTable) -> Result
         }
     }
     for p in &cfg.peers {
-        maps.add_peer(p.addr, p.node_id)?;
+        maps.add_peer(p.addr, p.node_id, p.kind)?;
     }
     let mut flows = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {

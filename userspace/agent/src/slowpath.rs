@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use log::debug;
 use serde::Serialize;
 use wecan_common::{
-    maps::RouteAction,
+    maps::{PeerKind, PeerValue, RouteAction},
     wire::{HEADER_LEN, PacketKind, RelayHeader, flags},
 };
 
@@ -118,7 +118,7 @@ impl SlowPath {
             sock,
             node_id: cfg.node_id,
             stats: SlowPathStats::default(),
-            protect: ProtectedLinks::new(cfg),
+            protect: ProtectedLinks::new(cfg)?,
         })
     }
 
@@ -174,16 +174,16 @@ impl SlowPath {
     ) -> Option<(RelayHeader, usize)> {
         self.stats.received += 1;
         let from = SocketAddr::new(unmapped(from.ip()), from.port());
-        if !maps.is_peer(from.ip()) {
+        let Some(peer) = maps.peer(from.ip()) else {
             self.stats.drop_unknown_peer += 1;
             return None;
-        }
+        };
         let Ok((hdr, body)) = RelayHeader::decode(pkt) else {
             self.stats.drop_malformed += 1;
             return None;
         };
         if hdr.dst_node() == self.node_id && hdr.flags & flags::HOP != 0 {
-            self.hop_message(maps, &hdr, body, from);
+            self.hop_message(maps, &hdr, body, from, peer);
             return None;
         }
         if hdr.dst_node() == self.node_id {
@@ -193,21 +193,38 @@ impl SlowPath {
         self.forward(maps, hdr, pkt)
     }
 
-    /// A per-hop protection message from the relay `hdr.src_node()`.
-    fn hop_message(&mut self, maps: &Maps, hdr: &RelayHeader, body: &[u8], from: SocketAddr) {
+    /// A per-hop protection message from `peer`, the allowlist entry of its source address.
+    /// Only relay peers speak the hop protocol, and only under their own node ID; anything
+    /// else is counted and changes nothing.
+    fn hop_message(
+        &mut self,
+        maps: &Maps,
+        hdr: &RelayHeader,
+        body: &[u8],
+        from: SocketAddr,
+        peer: PeerValue,
+    ) {
+        if peer.kind() != Some(PeerKind::Relay) {
+            self.protect.refused.not_relay += 1;
+            return;
+        }
+        if hdr.src_node() != peer.node_id {
+            self.protect.refused.wrong_source += 1;
+            return;
+        }
         let now = Instant::now();
         let mut out = Vec::new();
         let r = if hdr.kind == PacketKind::Nack as u8 {
-            let r = self.protect.on_nack(hdr.src_node(), hdr.flags, body, now, &mut out);
-            // Resends go where the NACK's link sends to (or, before it exists, to the NACK's
-            // source).
-            let to = r.as_ref().ok().copied().flatten().unwrap_or(from);
-            for p in &out {
-                self.send(p, to);
+            let r = self.protect.on_nack(peer.node_id, hdr.flags, body, now, &mut out);
+            // Resends go where the link sends to.
+            if let Ok(Some(to)) = r {
+                for p in &out {
+                    self.send(p, to);
+                }
             }
             r.map(drop)
         } else {
-            let r = self.protect.on_packet(hdr.src_node(), from, hdr.kind, body, now, &mut out);
+            let r = self.protect.on_packet(peer.node_id, from, hdr.kind, body, now, &mut out);
             for mut inner in out {
                 self.stats.unwrapped += 1;
                 let Ok((ih, _)) = RelayHeader::decode(&inner) else { continue };

@@ -67,10 +67,76 @@ pub mod config_flags {
 
 /// Value of the peer allowlists (keyed by the peer's IPv4 / IPv6 address): only packets
 /// whose outer source address is a peer are relayed. A relay is never an open relay.
+///
+/// The agent trusts this entry, never a packet's claimed source node, for who sent a hop
+/// message: only a relay peer's address may, and only under its own node ID.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerValue {
     pub node_id: u32,
+    /// A [`PeerKind`].
+    pub kind: u8,
+    pub _pad: [u8; 3],
+}
+
+impl PeerValue {
+    pub const fn new(node_id: u32, kind: PeerKind) -> Self {
+        Self { node_id, kind: kind as u8, _pad: [0; 3] }
+    }
+
+    /// The entry's kind; `None` for a value no writer of this version produces.
+    pub const fn kind(&self) -> Option<PeerKind> {
+        PeerKind::from_u8(self.kind)
+    }
+}
+
+/// What a peer is to this relay.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerKind {
+    /// Another relay: probed, a possible next hop, and the only kind that speaks the
+    /// per-hop protection protocol.
+    Relay = 1,
+    /// A client attached to this relay: an end point, never probed or used as transit.
+    Client = 2,
+}
+
+impl PeerKind {
+    pub const ALL: [Self; 2] = [Self::Relay, Self::Client];
+
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::Relay),
+            2 => Some(Self::Client),
+            _ => None,
+        }
+    }
+
+    /// The name operators write in configs and on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Relay => "relay",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// A peer kind name that is not one of [`PeerKind::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownPeerKind;
+
+impl core::fmt::Display for UnknownPeerKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("unknown peer kind; use relay or client")
+    }
+}
+
+impl core::str::FromStr for PeerKind {
+    type Err = UnknownPeerKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|k| k.name() == s).ok_or(UnknownPeerKind)
+    }
 }
 
 /// Key of `ROUTES`: destination node.
@@ -307,7 +373,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<RelayConfig>(), 12);
-        assert_eq!(size_of::<PeerValue>(), 4);
+        assert_eq!(size_of::<PeerValue>(), 8);
         assert_eq!(size_of::<RouteKey>(), 4);
         assert_eq!(size_of::<FlowKey>(), 8);
         assert_eq!(size_of::<RouteValue>(), 56);
@@ -329,6 +395,10 @@ mod tests {
         for o in [RouteOrigin::Static, RouteOrigin::Cli, RouteOrigin::Controller] {
             assert_eq!(RouteOrigin::from_u8(o as u8), Some(o));
         }
+        for k in PeerKind::ALL {
+            assert_eq!(PeerKind::from_u8(k as u8), Some(k));
+        }
+        assert_eq!(PeerKind::from_u8(0), None);
         assert_eq!(RouteAction::from_u8(0), None);
         assert_eq!(RouteOrigin::from_u8(9), None);
     }

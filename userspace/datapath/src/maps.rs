@@ -10,8 +10,8 @@ use aya::{
 };
 use wecan_common::{
     maps::{
-        FAMILY_V4, FAMILY_V6, FlowKey, LinkValue, PeerValue, RelayConfig, RouteKey, RouteValue,
-        names,
+        FAMILY_V4, FAMILY_V6, FlowKey, LinkValue, PeerKind, PeerValue, RelayConfig, RouteKey,
+        RouteValue, names,
     },
     stats::{Counter, Stat},
 };
@@ -131,8 +131,8 @@ impl Maps {
         Ok(self.config.set(0, cfg, 0)?)
     }
 
-    pub fn add_peer(&mut self, addr: IpAddr, node_id: u32) -> Result<()> {
-        let v = PeerValue { node_id };
+    pub fn add_peer(&mut self, addr: IpAddr, node_id: u32, kind: PeerKind) -> Result<()> {
+        let v = PeerValue::new(node_id, kind);
         match addr {
             IpAddr::V4(a) => self.peers_v4.insert(a.octets(), v, 0)?,
             IpAddr::V6(a) => self.peers_v6.insert(a.octets(), v, 0)?,
@@ -148,11 +148,11 @@ impl Maps {
         r.with_context(|| format!("{addr} is not a peer"))
     }
 
-    /// Whether `addr` is an allowed sender.
-    pub fn is_peer(&self, addr: IpAddr) -> bool {
+    /// The allowlist entry of sender `addr`, if it is one.
+    pub fn peer(&self, addr: IpAddr) -> Option<PeerValue> {
         match addr {
-            IpAddr::V4(a) => self.peers_v4.get(&a.octets(), 0).is_ok(),
-            IpAddr::V6(a) => self.peers_v6.get(&a.octets(), 0).is_ok(),
+            IpAddr::V4(a) => self.peers_v4.get(&a.octets(), 0).ok(),
+            IpAddr::V6(a) => self.peers_v6.get(&a.octets(), 0).ok(),
         }
     }
 

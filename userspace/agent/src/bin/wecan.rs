@@ -18,13 +18,13 @@ use wecan_agent::{
     config::{Config, DEFAULT_PIN_DIR},
     output::{self, LinkRow, PeerRow, ProtectionRow, RouteRow, Row, StatRow},
     probe,
-    protection::ProtectionReport,
+    protection::{HopRefusals, ProtectionReport},
     reconcile,
     upstream::{ControllerHttp, read_ca, read_token},
 };
 use wecan_api::{AuthReply, RoutesReply, Topology};
 use wecan_common::{
-    maps::{RouteAction, RouteOrigin, RouteValue},
+    maps::{PeerKind, RouteAction, RouteOrigin, RouteValue},
     wire::DEFAULT_PORT,
 };
 use wecan_datapath::maps::{Maps, RouteSel, describe};
@@ -149,10 +149,17 @@ enum PeersCmd {
         addr: IpAddr,
         #[arg(long)]
         node: u32,
+        /// `relay` (probed, a possible next hop, may send hop messages) or `client`.
+        #[arg(long, default_value = "relay", value_parser = parse_kind)]
+        kind: PeerKind,
     },
     Del {
         addr: IpAddr,
     },
+}
+
+fn parse_kind(s: &str) -> Result<PeerKind, String> {
+    s.parse().map_err(|e: wecan_common::maps::UnknownPeerKind| e.to_string())
 }
 
 fn parse_action(s: &str) -> Result<RouteAction, String> {
@@ -355,11 +362,11 @@ fn real_main() -> Result<()> {
                 maps.peers()?.iter().map(|(a, v)| PeerRow::new(*a, v)).collect();
             output::print(&rows, cli.json)
         }
-        MapCmd::Peers { cmd: Some(PeersCmd::Add { addr, node }) } => {
+        MapCmd::Peers { cmd: Some(PeersCmd::Add { addr, node, kind }) } => {
             if node == 0 {
                 bail!("--node: node 0 is reserved");
             }
-            maps.add_peer(addr, node)
+            maps.add_peer(addr, node, kind)
         }
         MapCmd::Peers { cmd: Some(PeersCmd::Del { addr }) } => maps.remove_peer(addr),
         MapCmd::Links => {
@@ -403,5 +410,12 @@ fn protection(pin_dir: &std::path::Path, json: bool) -> Result<()> {
             ProtectionRow::from_report(&report).iter().map(Row::cells)
         )
     );
+    let r = report.refused;
+    if r != HopRefusals::default() {
+        println!(
+            "refused hop messages: {} not from a relay, {} from a relay claiming another node, {} NACKs for a link without sending state",
+            r.not_relay, r.wrong_source, r.nacks_without_link
+        );
+    }
     Ok(())
 }

@@ -33,7 +33,8 @@
 //!   shards of the groups the receiver has finished with, and how many of them arrived, both
 //!   cumulative (wrapping), so a lost report only delays the next sample.
 //!
-//! The **epoch** is the sender's start time in milliseconds. A receiver follows a different
+//! The **epoch** is a random number the sending agent draws at start (unguessable, so an
+//! off-path forger cannot aim at the live one). A receiver follows a different
 //! epoch (the upstream agent restarted and numbers from 0 again) and starts afresh only once
 //! the current one has been silent for 200 ms (`rx::EPOCH_SILENCE`); until then packets of other epochs
 //! are counted as stale and dropped. Comparing epochs instead would let one stray or forged
@@ -63,7 +64,7 @@ mod wire;
 use std::{
     collections::{HashMap, hash_map::Entry},
     fmt,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
@@ -238,11 +239,6 @@ impl fmt::Display for HopError {
 }
 
 impl std::error::Error for HopError {}
-
-/// A new epoch: milliseconds since the Unix epoch, truncated, so a restart picks another.
-pub fn new_epoch() -> u32 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis() as u32)
-}
 
 /// The ARQ stream of a packet: 1 (reliable) when its relay header says so, else 0 (deadline).
 fn reliable(inner_flags: u8) -> usize {
