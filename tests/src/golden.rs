@@ -4,7 +4,8 @@
 //! per-packet cost benchmark.
 //!
 //! ```text
-//!   in0  10.1.0.1/24 fd01::1/64   neighbours .2 (peer), .3 (next hop on the same link)
+//!   in0  10.1.0.1/24 fd01::1/64   neighbours .2 (peer), .3 (next hop on the same link);
+//!                                 .4 is a client peer (node 4)
 //!   out0 10.2.0.1/24 fd02::1/64   neighbour  .2 (next hop on another link)
 //! ```
 
@@ -44,6 +45,7 @@ pub const NO_NEIGH: u32 = 40; // via 10.1.0.9, no neighbour entry
 pub const UNREACHABLE: u32 = 50; // via 10.9.0.5, an unreachable route
 pub const FAMILY_MISMATCH: u32 = 60; // IPv6 next hop for an IPv4 packet
 pub const UNKNOWN: u32 = 77;
+pub const CLIENT: u32 = 4; // the client peer 10.1.0.4
 pub const OVERRIDE_FLOW: u32 = 99; // (REDIRECT_V4, 99) is overridden to go via 10.1.0.3
 
 pub struct Fixture {
@@ -99,6 +101,7 @@ impl Fixture {
         let m = &mut relay.maps;
         m.add_peer(ip("10.1.0.2"), 2, PeerKind::Relay)?;
         m.add_peer(ip("fd01::2"), 2, PeerKind::Relay)?;
+        m.add_peer(ip("10.1.0.4"), CLIENT, PeerKind::Client)?;
         let fwd =
             |a: RouteAction, via: &str| reconcile::route_to(a, ip(via), PORT, 9, RouteOrigin::Cli);
         let routes = [

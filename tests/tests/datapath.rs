@@ -7,7 +7,10 @@
 //! (`wecan_tests::golden::Fixture`).
 
 use etherparse::{PacketBuilder, VlanId};
-use wecan_common::stats::{Stat, xdp};
+use wecan_common::{
+    stats::{Stat, xdp},
+    wire::{PacketKind, RelayHeader},
+};
 use wecan_tests::{golden::*, net::pin_to_cpu, skip_privileged};
 
 fn fixture(name: &str) -> Option<Fixture> {
@@ -166,6 +169,30 @@ fn refused_packets_are_dropped_and_counted() {
         &relay_payload(TX_V4, 1, 5),
     );
     f.expect(&stranger, xdp::DROP, Stat::DropUnknownPeer);
+}
+
+#[test]
+fn a_client_speaks_only_for_itself() {
+    let Some(mut f) = fixture("client_source") else {
+        return;
+    };
+    let in_mac = f.in_mac;
+    let from_client = |src_node: u32| {
+        let mut p = RelayHeader::new(PacketKind::Data, src_node, TX_V4, 1, 42).to_bytes().to_vec();
+        p.extend_from_slice(b"client payload");
+        let frame = v4(PEER_MAC, in_mac, [10, 1, 0, 4], [10, 1, 0, 1], 20, (40000, PORT), &p);
+        (frame, p)
+    };
+    // Its own node ID is relayed (here back out of the same link)...
+    let (frame, payload) = from_client(CLIENT);
+    let out = f.expect(&frame, xdp::TX, Stat::Tx);
+    let mut forwarded = payload;
+    forwarded[5] -= 1;
+    assert_eq!(out, v4_to_same_link(&f, &forwarded));
+    // ...any other is dropped and counted, be it a relay's or a stranger's.
+    for claimed in [2, UNKNOWN, ME] {
+        f.expect(&from_client(claimed).0, xdp::DROP, Stat::DropSpoofedSource);
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! wecan relay datapath. Reads top to bottom:
 //!
-//! parse → admit sender → validate header → (answer probe) → route → resolve egress (FIB)
+//! parse → admit sender → validate header → check a client's claimed source → (answer probe)
+//! → route → resolve egress (FIB)
 //! → rewrite → emit
 //!
 //! Every step returns `Result<_, Stat>`; the final `Stat` is counted and decides the XDP
@@ -42,8 +43,9 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
         _ => return Err(Stat::NotConfigured),
     };
     let pkt = parse::packet(ctx, cfg.port)?;
-    route::admit(&pkt.ip)?;
+    let peer = route::admit(&pkt.ip)?;
     let hdr = parse::relay_header(&pkt)?;
+    route::check_source(peer, hdr)?;
     if hdr.kind == PacketKind::Probe as u8
         && hdr.dst_node() == cfg.node_id
         && cfg.flags & PROBE_REPLY_IN_XDP != 0

@@ -1,8 +1,9 @@
-//! Admission and route lookup: the sender must be a configured peer, then the destination
-//! node is looked up (per-flow override first, then per destination).
+//! Admission and route lookup: the sender must be a configured peer (and a client may speak
+//! only for itself), then the destination node is looked up (per-flow override first, then
+//! per destination).
 
 use wecan_common::{
-    maps::{FlowKey, RouteKey, RouteValue},
+    maps::{FlowKey, PeerKind, PeerValue, RouteKey, RouteValue},
     stats::Stat,
     wire::RelayHeader,
 };
@@ -12,15 +13,28 @@ use crate::{
     parse::Ip,
 };
 
-/// Refuses packets whose outer source address is not a configured peer.
+/// Refuses packets whose outer source address is not a configured peer; returns the peer.
 #[inline(always)]
-pub fn admit(ip: &Ip) -> Result<(), Stat> {
+pub fn admit(ip: &Ip) -> Result<&'static PeerValue, Stat> {
     // SAFETY: the headers were bounds-checked by the parser.
-    let known = match *ip {
-        Ip::V4(h) => PEERS_V4.get_ptr(unsafe { (*h).src_addr }).is_some(),
-        Ip::V6(h) => PEERS_V6.get_ptr(unsafe { (*h).src_addr }).is_some(),
+    let peer = match *ip {
+        Ip::V4(h) => PEERS_V4.get_ptr(unsafe { (*h).src_addr }),
+        Ip::V6(h) => PEERS_V6.get_ptr(unsafe { (*h).src_addr }),
     };
-    if known { Ok(()) } else { Err(Stat::DropUnknownPeer) }
+    match peer {
+        // SAFETY: a map value pointer stays valid for the whole program run.
+        Some(p) => Ok(unsafe { &*p }),
+        None => Err(Stat::DropUnknownPeer),
+    }
+}
+
+/// Refuses a client's packet that claims another node as its overlay source.
+#[inline(always)]
+pub fn check_source(peer: &PeerValue, hdr: &RelayHeader) -> Result<(), Stat> {
+    if peer.kind == PeerKind::Client as u8 && hdr.src_node() != peer.node_id {
+        return Err(Stat::DropSpoofedSource);
+    }
+    Ok(())
 }
 
 /// The route for this packet's flow or destination, from the live route `table`.

@@ -117,6 +117,9 @@ stats! {
     DropNoTxPort = 21, "drop_no_tx_port", Drop;
     /// The egress MTU is too small for the packet.
     DropMtu = 22, "drop_mtu", Drop;
+    /// A client peer claimed another node as the packet's overlay source: a client speaks
+    /// only for itself (relays carry others' packets, so only clients are held to this).
+    DropSpoofedSource = 23, "drop_spoofed_source", Drop;
 }
 
 impl Stat {
