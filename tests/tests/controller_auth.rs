@@ -56,7 +56,17 @@ fn refused_reports_change_no_route_and_are_counted() {
         let sets = t.controller_get("/v1/routes").unwrap();
         let routed =
             sets.as_array().unwrap().iter().filter(|s| s["routes"].as_array().unwrap().len() == 2);
-        if up == 4 && routed.count() == 3 {
+        // ...and every relay's datapath holding them (agents poll the controller).
+        let installed = ["r1", "r2", "r3"].iter().all(|r| {
+            t.cli(r, &["-j", "routes", "list"])
+                .ok()
+                .and_then(|out| serde_json::from_str::<Value>(&out).ok())
+                .and_then(|v| {
+                    v.as_array().map(|a| a.iter().filter(|x| x["origin"] == "controller").count())
+                })
+                == Some(2)
+        });
+        if up == 4 && routed.count() == 3 && installed {
             break;
         }
         assert!(Instant::now() < deadline, "never converged: {topo}\n{sets}");
