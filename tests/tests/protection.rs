@@ -153,7 +153,7 @@ fn forged_hop_messages_are_refused_and_change_nothing() {
     let peers: Vec<u32> =
         r1.tx.iter().map(|x| x.peer).chain(r1.rx.iter().map(|x| x.peer)).collect();
     assert!(peers.iter().all(|&p| p == 2), "{peers:?}");
-    // 5,000 links' worth of state grew the agent by 6 MB before the fix.
+    // Issue 9 measured 8.8 → 14.8 MB for 5,000 forged links before the fix.
     assert!(rss_after < rss_before + (3 << 20), "{rss_before} -> {rss_after}");
     let r4 = lossy::protection(&t, "r4").unwrap();
     assert!((90..=100).contains(&r4.refused.nacks_without_link), "{:?}", r4.refused);
