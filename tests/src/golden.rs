@@ -8,8 +8,13 @@
 //!                                 .4 is a client peer (node 4)
 //!   out0 10.2.0.1/24 fd02::1/64   neighbour  .2 (next hop on another link)
 //! ```
+//!
+//! Every peer's link is keyed (key ID 1, a secret of its own); next hops are peers (node 9).
+//! The fixture seals what it sends as the peers would, and checks what the relay sends on
+//! with the next hop's key.
 
 use std::{
+    collections::HashMap,
     net::IpAddr,
     sync::atomic::{AtomicU32, Ordering},
 };
@@ -18,14 +23,16 @@ use aya::programs::{TestRun, TestRunOptions};
 use etherparse::PacketBuilder;
 use wecan_agent::reconcile;
 use wecan_common::{
+    auth::{self, TAGGED_LEN},
     maps::{
-        DEFAULT_FIB_CACHE_MS, PeerKind, RelayConfig, RouteAction, RouteOrigin, RouteValue,
-        config_flags::PROBE_REPLY_IN_XDP,
+        DEFAULT_FIB_CACHE_MS, PeerKind, PeerValue, RelayConfig, RouteAction, RouteOrigin,
+        RouteValue, config_flags::PROBE_REPLY_IN_XDP,
     },
     stats::Stat,
-    wire::{PacketKind, RelayHeader},
+    wire::{HEADER_LEN, PacketKind, RelayHeader},
 };
 use wecan_datapath::{maps::RouteSel, relay::Relay};
+use wecan_transport::auth::{Sealer, Secret, link_keys};
 
 use crate::net::{Netns, veth};
 
@@ -47,6 +54,34 @@ pub const FAMILY_MISMATCH: u32 = 60; // IPv6 next hop for an IPv4 packet
 pub const UNKNOWN: u32 = 77;
 pub const CLIENT: u32 = 4; // the client peer 10.1.0.4
 pub const OVERRIDE_FLOW: u32 = 99; // (REDIRECT_V4, 99) is overridden to go via 10.1.0.3
+pub const NO_NEXT_KEY: u32 = 70; // via 10.2.0.7, not a peer
+/// Node ID of every next hop.
+pub const NEXT: u32 = 9;
+/// Where the relay header starts in an untagged IPv4 / IPv6 frame.
+pub const RELAY_V4: usize = 14 + 20 + 8;
+pub const RELAY_V6: usize = 14 + 40 + 8;
+
+/// Peers by address, with their node and kind; next hops (node [`NEXT`]) last.
+const PEERS: [(&str, u32, PeerKind); 9] = [
+    ("10.1.0.2", 2, PeerKind::Relay),
+    ("fd01::2", 2, PeerKind::Relay),
+    ("10.1.0.4", CLIENT, PeerKind::Client),
+    ("10.1.0.3", NEXT, PeerKind::Relay),
+    ("10.2.0.2", NEXT, PeerKind::Relay),
+    ("fd01::3", NEXT, PeerKind::Relay),
+    ("fd02::2", NEXT, PeerKind::Relay),
+    ("10.1.0.9", NEXT, PeerKind::Relay),
+    ("10.9.0.5", NEXT, PeerKind::Relay),
+];
+
+/// The secret of the link to peer `addr` under key `id` (made up per address and ID).
+pub fn secret(addr: &str, id: u8) -> Secret {
+    let mut b = [id; 32];
+    for (i, c) in addr.bytes().enumerate() {
+        b[i % 32] ^= c;
+    }
+    Secret::new(b)
+}
 
 pub struct Fixture {
     pub relay: Relay,
@@ -55,6 +90,8 @@ pub struct Fixture {
     pub out_mac: [u8; 6],
     pin_dir: std::path::PathBuf,
     ns: Netns,
+    /// Each peer's sending end toward this relay.
+    sealers: HashMap<IpAddr, Sealer>,
 }
 
 impl Drop for Fixture {
@@ -99,9 +136,11 @@ impl Fixture {
         let pin_dir = std::path::PathBuf::from(format!("/sys/fs/bpf/wecan-{tag}"));
         let mut relay = Relay::load(&pin_dir)?;
         let m = &mut relay.maps;
-        m.add_peer(ip("10.1.0.2"), 2, PeerKind::Relay)?;
-        m.add_peer(ip("fd01::2"), 2, PeerKind::Relay)?;
-        m.add_peer(ip("10.1.0.4"), CLIENT, PeerKind::Client)?;
+        for (addr, node, kind) in PEERS {
+            let mut v = PeerValue::new(node, kind);
+            v.keys[0] = link_keys(&secret(addr, 1), 1, ME, node);
+            m.add_peer(ip(addr), v)?;
+        }
         let fwd =
             |a: RouteAction, via: &str| reconcile::route_to(a, ip(via), PORT, 9, RouteOrigin::Cli);
         let routes = [
@@ -125,6 +164,7 @@ impl Fixture {
         let mut unreachable = fwd(RouteAction::Forward, "10.2.0.2")?;
         unreachable.next_addr[..4].copy_from_slice(&[10, 9, 0, 5]);
         m.set_route(RouteSel::Dst(UNREACHABLE), unreachable)?;
+        m.set_route(RouteSel::Dst(NO_NEXT_KEY), fwd(RouteAction::Forward, "10.2.0.7")?)?;
         let out_if = ns.ifindex("out0")?;
         m.add_tx_port(out_if)?;
         reconcile::enable_fib_lookups()?;
@@ -144,7 +184,61 @@ impl Fixture {
             relay,
             pin_dir,
             ns,
+            sealers: HashMap::new(),
         })
+    }
+
+    /// The entry peer `addr` holds for this relay (its end of the link).
+    pub fn view_of_me(addr: &str, node: u32, id: u8) -> PeerValue {
+        let mut v = PeerValue::new(ME, PeerKind::Relay);
+        v.keys[0] = link_keys(&secret(addr, id), id, node, ME);
+        v
+    }
+
+    /// Seals the relay packet `relay` as peer `from` sends it with key 1 (a fresh sequence
+    /// number in its agent lane each time).
+    pub fn seal(&mut self, from: &str, relay: &mut [u8]) {
+        self.seal_with(from, 1, relay);
+    }
+
+    /// As [`Self::seal`], with key `id` of the link.
+    pub fn seal_with(&mut self, from: &str, id: u8, relay: &mut [u8]) {
+        let node = PEERS.iter().find(|p| p.0 == from).map_or(2, |p| p.1);
+        let sealer = self.sealers.entry(ip(from)).or_insert_with(|| Sealer::new(1 << 40));
+        sealer.seal(relay, &Self::view_of_me(from, node, id)).unwrap();
+    }
+
+    /// `expected` (a relay packet as the relay must send it on, but unsealed) with the seal
+    /// of `out[at..]`, after checking that seal is key 1 of the link to `next` and its tag
+    /// verifies with that link's key.
+    pub fn sealed_as(out: &[u8], at: usize, next: &str, expected: Vec<u8>) -> Vec<u8> {
+        Self::sealed_with(out, at, next, 1, expected)
+    }
+
+    /// As [`Self::sealed_as`], for key `id`.
+    pub fn sealed_with(
+        out: &[u8],
+        at: usize,
+        next: &str,
+        id: u8,
+        mut expected: Vec<u8>,
+    ) -> Vec<u8> {
+        let head: &[u8; HEADER_LEN] = out[at..at + HEADER_LEN].try_into().unwrap();
+        assert_eq!(head[6], id, "sealed with the next hop's key {id}");
+        // What node 9 at `next` verifies what this relay sends with.
+        let rx = link_keys(&secret(next, id), id, NEXT, ME).rx;
+        let tagged: &[u8; TAGGED_LEN] = head[..TAGGED_LEN].try_into().unwrap();
+        assert_eq!(auth::tag(&rx, tagged).to_le_bytes(), head[TAGGED_LEN..], "tag for {next}");
+        expected[6] = head[6];
+        expected[24..HEADER_LEN].copy_from_slice(&head[24..]);
+        expected
+    }
+
+    /// A sealed relay packet from the peer 10.1.0.2 to us.
+    pub fn from_peer(&mut self, dst: u32, flow: u32, hop_limit: u8) -> Vec<u8> {
+        let mut p = relay_payload(dst, flow, hop_limit);
+        self.seal("10.1.0.2", &mut p);
+        v4(PEER_MAC, self.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &p)
     }
 
     /// Runs one packet through the program as if received on in0; returns the verdict and
@@ -245,26 +339,15 @@ pub fn v6(
 }
 
 /// What the relay must emit for a relay packet with `payload` forwarded to 10.1.0.3, on
-/// the link it came in on.
-pub fn v4_to_same_link(f: &Fixture, payload: &[u8]) -> Vec<u8> {
-    v4(f.in_mac, SAME_LINK_MAC, [10, 1, 0, 1], [10, 1, 0, 3], 64, (PORT, PORT), payload)
+/// the link it came in on, given its output `out` (whose seal is checked and taken).
+pub fn v4_to_same_link(f: &Fixture, out: &[u8], payload: Vec<u8>) -> Vec<u8> {
+    let payload = Fixture::sealed_as(out, RELAY_V4, "10.1.0.3", payload);
+    v4(f.in_mac, SAME_LINK_MAC, [10, 1, 0, 1], [10, 1, 0, 3], 64, (PORT, PORT), &payload)
 }
 
 /// What the relay must emit for a relay packet with `payload` forwarded to 10.2.0.2, on
-/// the other link.
-pub fn v4_to_other_link(f: &Fixture, payload: &[u8]) -> Vec<u8> {
-    v4(f.out_mac, OTHER_LINK_MAC, [10, 2, 0, 1], [10, 2, 0, 2], 64, (PORT, PORT), payload)
-}
-
-/// A relay packet from the peer 10.1.0.2 to us.
-pub fn from_peer(f: &Fixture, dst: u32, flow: u32, hop_limit: u8) -> Vec<u8> {
-    v4(
-        PEER_MAC,
-        f.in_mac,
-        [10, 1, 0, 2],
-        [10, 1, 0, 1],
-        20,
-        (40000, PORT),
-        &relay_payload(dst, flow, hop_limit),
-    )
+/// the other link, given its output `out`.
+pub fn v4_to_other_link(f: &Fixture, out: &[u8], payload: Vec<u8>) -> Vec<u8> {
+    let payload = Fixture::sealed_as(out, RELAY_V4, "10.2.0.2", payload);
+    v4(f.out_mac, OTHER_LINK_MAC, [10, 2, 0, 1], [10, 2, 0, 2], 64, (PORT, PORT), &payload)
 }

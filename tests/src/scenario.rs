@@ -240,9 +240,17 @@ pub mod lossy {
         }
     }
 
-    /// The chain with its agents running, unprotected.
+    /// The chain with its agents running, unprotected, every link authenticated.
     pub fn chain(tag: &str, loss: f64) -> Result<Topology> {
+        chain_with(tag, loss, true)
+    }
+
+    /// [`chain`], with its links authenticated or not (`auth = "none"`).
+    pub fn chain_with(tag: &str, loss: f64, auth: bool) -> Result<Topology> {
         let mut t = Topology::new(tag)?;
+        if !auth {
+            t.without_auth();
+        }
         for (i, r) in RELAYS.iter().enumerate() {
             t.node(r, i as u32 + 1)?;
         }

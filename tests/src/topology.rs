@@ -18,6 +18,7 @@ use aya::{
 use wecan_agent::upstream::{ControllerHttp, read_ca, read_token};
 use wecan_common::wire::DEFAULT_PORT;
 use wecan_datapath::{TESTKIT_OBJECT, maps::Maps};
+use wecan_transport::auth::Secret;
 
 use crate::{
     bins::bin,
@@ -40,6 +41,14 @@ struct Link {
     b: String,
     a_ip: Ipv4Addr,
     b_ip: Ipv4Addr,
+    /// The hop authentication secret both ends are configured with (key ID 1).
+    secret: Secret,
+}
+
+fn fresh_secret() -> Result<Secret> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow!("no randomness: {e}"))?;
+    Ok(Secret::new(b))
 }
 
 /// A relay network. Dropping it stops the agents, then deletes namespaces and pins.
@@ -57,6 +66,8 @@ pub struct Topology {
     controller: Option<(String, Proc)>,
     /// The controller's CA, certificate and tokens (made once per topology).
     pki: Option<ControllerPki>,
+    /// Links are configured with `auth = "none"` ([`Topology::without_auth`]).
+    no_auth: bool,
     /// Links through an impairment element, by (a, b).
     impaired: Vec<((String, String), ImpairedLink)>,
     config_dir: PathBuf,
@@ -85,6 +96,7 @@ impl Topology {
             pki: None,
             impaired: Vec::new(),
             config_dir,
+            no_auth: false,
         })
     }
 
@@ -112,8 +124,24 @@ impl Topology {
         veth(&na.ns, &iface(b), &nb.ns, &iface(a))?;
         na.ns.ip(&["addr", "add", &format!("{a_ip}/24"), "dev", &iface(b)])?;
         nb.ns.ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
-        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip });
+        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip, secret: fresh_secret()? });
         Ok(())
+    }
+
+    /// The secret of the link between `a` and `b`.
+    pub fn secret(&self, a: &str, b: &str) -> Result<&Secret> {
+        self.links
+            .iter()
+            .find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a))
+            .map(|l| &l.secret)
+            .ok_or_else(|| anyhow!("no link between {a} and {b}"))
+    }
+
+    /// Configures every link written from now on without hop authentication
+    /// (`auth = "none"`), and clients without keys: the rate benchmark's generator replays
+    /// one template frame.
+    pub fn without_auth(&mut self) {
+        self.no_auth = true;
     }
 
     /// Like [`Topology::link`], through an impairment element (its own namespace) that
@@ -126,7 +154,7 @@ impl Topology {
         let el = ImpairedLink::new(&ns, &na.ns, &iface(b), &nb.ns, &iface(a), imp, imp)?;
         na.ns.ip(&["addr", "add", &format!("{a_ip}/24"), "dev", &iface(b)])?;
         nb.ns.ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
-        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip });
+        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip, secret: fresh_secret()? });
         self.impaired.push(((a.into(), b.into()), el));
         Ok(())
     }
@@ -213,6 +241,12 @@ impl Topology {
                 );
                 if let Some(p) = self.protect.get(relay).filter(|_| !client) {
                     c += &format!("protect = {{ {p} }}\n");
+                }
+                match self.secret(relay, &n) {
+                    Ok(s) if !self.no_auth => {
+                        c += &format!("keys = [{{ id = 1, secret = \"{}\" }}]\n", s.to_hex());
+                    }
+                    _ => c += "auth = \"none\"\n",
                 }
             }
         }
@@ -411,10 +445,23 @@ impl Topology {
         crate::net::sh(bin("wecan").to_str().expect("UTF-8"), &a)
     }
 
-    /// A `wecan-client` command running in `node`'s namespace.
+    /// A `wecan-client` command running in `node`'s namespace, keyed for the link to its
+    /// edge relay (its first neighbour).
     pub fn client(&self, node: &str) -> Command {
         let mut c = Command::new(bin("wecan-client"));
         c.args(["--netns", &self.ns(node).name]);
+        if let Some(edge) = self.neighbours(node).first()
+            && let Ok(s) = self.secret(node, edge)
+            && !self.no_auth
+        {
+            c.args(["--key", &format!("1:{}", s.to_hex())]);
+            c.args([
+                "--node",
+                &self.id(node).to_string(),
+                "--edge-node",
+                &self.id(edge).to_string(),
+            ]);
+        }
         c
     }
 }

@@ -12,6 +12,7 @@ use wecan_common::{
     wire::{PacketKind, RelayHeader},
 };
 use wecan_tests::{golden::*, net::pin_to_cpu, skip_privileged};
+use wecan_transport::auth::link_keys;
 
 fn fixture(name: &str) -> Option<Fixture> {
     if skip_privileged(name) { None } else { Some(Fixture::new().unwrap()) }
@@ -22,9 +23,18 @@ fn ipv4_forward_same_link_is_xdp_tx_with_exact_rewrite() {
     let Some(mut f) = fixture("ipv4_forward_same_link") else {
         return;
     };
-    let out = f.expect(&from_peer(&f, TX_V4, 1, 5), xdp::TX, Stat::Tx);
-    let expected = v4_to_same_link(&f, &relay_payload(TX_V4, 1, 4));
-    assert_eq!(out, expected);
+    let pkt = f.from_peer(TX_V4, 1, 5);
+    let out = f.expect(&pkt, xdp::TX, Stat::Tx);
+    assert_eq!(out, v4_to_same_link(&f, &out, relay_payload(TX_V4, 1, 4)));
+    // Each packet sent on a link has the next authentication sequence number.
+    let seq =
+        |out: &[u8]| u64::from_be_bytes(out[RELAY_V4 + 24..RELAY_V4 + 32].try_into().unwrap());
+    let first = seq(&out);
+    for next in first + 1..first + 4 {
+        let pkt = f.from_peer(TX_V4, 1, 5);
+        let out = f.expect(&pkt, xdp::TX, Stat::Tx);
+        assert_eq!(seq(&out), next);
+    }
 }
 
 #[test]
@@ -32,9 +42,9 @@ fn ipv4_forward_other_link_is_redirect_with_exact_rewrite() {
     let Some(mut f) = fixture("ipv4_forward_other_link") else {
         return;
     };
-    let out = f.expect(&from_peer(&f, REDIRECT_V4, 1, 16), xdp::REDIRECT, Stat::Redirect);
-    let expected = v4_to_other_link(&f, &relay_payload(REDIRECT_V4, 1, 15));
-    assert_eq!(out, expected);
+    let pkt = f.from_peer(REDIRECT_V4, 1, 16);
+    let out = f.expect(&pkt, xdp::REDIRECT, Stat::Redirect);
+    assert_eq!(out, v4_to_other_link(&f, &out, relay_payload(REDIRECT_V4, 1, 15)));
 }
 
 #[test]
@@ -42,10 +52,10 @@ fn ipv4_without_udp_checksum_stays_without() {
     let Some(mut f) = fixture("ipv4_without_udp_checksum") else {
         return;
     };
-    let mut pkt = from_peer(&f, TX_V4, 1, 5);
+    let mut pkt = f.from_peer(TX_V4, 1, 5);
     pkt[40..42].copy_from_slice(&[0, 0]);
     let out = f.expect(&pkt, xdp::TX, Stat::Tx);
-    let mut expected = v4_to_same_link(&f, &relay_payload(TX_V4, 1, 4));
+    let mut expected = v4_to_same_link(&f, &out, relay_payload(TX_V4, 1, 4));
     expected[40..42].copy_from_slice(&[0, 0]);
     assert_eq!(out, expected);
 }
@@ -55,9 +65,9 @@ fn per_flow_override_wins_over_destination_route() {
     let Some(mut f) = fixture("per_flow_override") else {
         return;
     };
-    let out = f.expect(&from_peer(&f, REDIRECT_V4, OVERRIDE_FLOW, 5), xdp::TX, Stat::Tx);
-    let expected = v4_to_same_link(&f, &relay_payload(REDIRECT_V4, OVERRIDE_FLOW, 4));
-    assert_eq!(out, expected);
+    let pkt = f.from_peer(REDIRECT_V4, OVERRIDE_FLOW, 5);
+    let out = f.expect(&pkt, xdp::TX, Stat::Tx);
+    assert_eq!(out, v4_to_same_link(&f, &out, relay_payload(REDIRECT_V4, OVERRIDE_FLOW, 4)));
 }
 
 #[test]
@@ -75,25 +85,13 @@ fn vlan_tagged_forward_keeps_the_tag() {
             .unwrap();
         out
     };
-    let pkt = build(
-        PEER_MAC,
-        f.in_mac,
-        [10, 1, 0, 2],
-        [10, 1, 0, 1],
-        20,
-        (40000, PORT),
-        &relay_payload(TX_V4, 1, 5),
-    );
+    let mut payload = relay_payload(TX_V4, 1, 5);
+    f.seal("10.1.0.2", &mut payload);
+    let pkt = build(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &payload);
     let out = f.expect(&pkt, xdp::TX, Stat::Tx);
-    let expected = build(
-        f.in_mac,
-        SAME_LINK_MAC,
-        [10, 1, 0, 1],
-        [10, 1, 0, 3],
-        64,
-        (PORT, PORT),
-        &relay_payload(TX_V4, 1, 4),
-    );
+    let sealed = Fixture::sealed_as(&out, RELAY_V4 + 4, "10.1.0.3", relay_payload(TX_V4, 1, 4));
+    let expected =
+        build(f.in_mac, SAME_LINK_MAC, [10, 1, 0, 1], [10, 1, 0, 3], 64, (PORT, PORT), &sealed);
     assert_eq!(out, expected);
 }
 
@@ -102,36 +100,20 @@ fn ipv6_forward_tx_and_redirect_with_exact_rewrite() {
     let Some(mut f) = fixture("ipv6_forward") else {
         return;
     };
-    let pkt = |dst| {
-        v6(PEER_MAC, f.in_mac, "fd01::2", "fd01::1", 20, (40000, PORT), &relay_payload(dst, 1, 9))
+    let mut pkt = |dst| {
+        let mut p = relay_payload(dst, 1, 9);
+        f.seal("fd01::2", &mut p);
+        v6(PEER_MAC, f.in_mac, "fd01::2", "fd01::1", 20, (40000, PORT), &p)
     };
     let (tx_pkt, redirect_pkt) = (pkt(TX_V6), pkt(REDIRECT_V6));
     let out = f.expect(&tx_pkt, xdp::TX, Stat::Tx);
-    assert_eq!(
-        out,
-        v6(
-            f.in_mac,
-            SAME_LINK_MAC,
-            "fd01::1",
-            "fd01::3",
-            64,
-            (PORT, PORT),
-            &relay_payload(TX_V6, 1, 8)
-        )
-    );
+    let sealed = Fixture::sealed_as(&out, RELAY_V6, "fd01::3", relay_payload(TX_V6, 1, 8));
+    let (m, s) = (f.in_mac, SAME_LINK_MAC);
+    assert_eq!(out, v6(m, s, "fd01::1", "fd01::3", 64, (PORT, PORT), &sealed));
     let out = f.expect(&redirect_pkt, xdp::REDIRECT, Stat::Redirect);
-    assert_eq!(
-        out,
-        v6(
-            f.out_mac,
-            OTHER_LINK_MAC,
-            "fd02::1",
-            "fd02::2",
-            64,
-            (PORT, PORT),
-            &relay_payload(REDIRECT_V6, 1, 8)
-        )
-    );
+    let sealed = Fixture::sealed_as(&out, RELAY_V6, "fd02::2", relay_payload(REDIRECT_V6, 1, 8));
+    let (m, o) = (f.out_mac, OTHER_LINK_MAC);
+    assert_eq!(out, v6(m, o, "fd02::1", "fd02::2", 64, (PORT, PORT), &sealed));
 }
 
 #[test]
@@ -140,7 +122,7 @@ fn local_slow_path_and_no_neighbour_go_to_the_stack_unchanged() {
         return;
     };
     for (dst, stat) in [(ME, Stat::Local), (SLOW, Stat::SlowPath), (NO_NEIGH, Stat::NoNeighbour)] {
-        let pkt = from_peer(&f, dst, 1, 5);
+        let pkt = f.from_peer(dst, 1, 5);
         let out = f.expect(&pkt, xdp::PASS, stat);
         assert_eq!(out, pkt, "{} must not be rewritten", stat.name());
     }
@@ -152,12 +134,21 @@ fn refused_packets_are_dropped_and_counted() {
         return;
     };
     // Unknown destination, unreachable next hop, family mismatch, hop limit 0.
-    f.expect(&from_peer(&f, UNKNOWN, 1, 5), xdp::DROP, Stat::DropNoRoute);
-    f.expect(&from_peer(&f, UNREACHABLE, 1, 5), xdp::DROP, Stat::DropUnreachable);
-    f.expect(&from_peer(&f, FAMILY_MISMATCH, 1, 5), xdp::DROP, Stat::DropBadRoute);
-    f.expect(&from_peer(&f, TX_V4, 1, 0), xdp::DROP, Stat::DropHopLimit);
+    // Unknown destination, unreachable next hop, family mismatch, hop limit 0, a next hop
+    // that is not a peer (no key to seal with).
+    for (dst, hops, stat) in [
+        (UNKNOWN, 5, Stat::DropNoRoute),
+        (UNREACHABLE, 5, Stat::DropUnreachable),
+        (FAMILY_MISMATCH, 5, Stat::DropBadRoute),
+        (TX_V4, 0, Stat::DropHopLimit),
+        (NO_NEXT_KEY, 5, Stat::DropNoNextKey),
+    ] {
+        let pkt = f.from_peer(dst, 1, hops);
+        f.expect(&pkt, xdp::DROP, stat);
+    }
     // Hop limit 0 is still fine for local delivery.
-    f.expect(&from_peer(&f, ME, 1, 0), xdp::PASS, Stat::Local);
+    let pkt = f.from_peer(ME, 1, 0);
+    f.expect(&pkt, xdp::PASS, Stat::Local);
     // A sender that is not a peer.
     let stranger = v4(
         PEER_MAC,
@@ -177,21 +168,23 @@ fn a_client_speaks_only_for_itself() {
         return;
     };
     let in_mac = f.in_mac;
-    let from_client = |src_node: u32| {
+    let mut from_client = |src_node: u32| {
         let mut p = RelayHeader::new(PacketKind::Data, src_node, TX_V4, 1, 42).to_bytes().to_vec();
         p.extend_from_slice(b"client payload");
+        f.seal("10.1.0.4", &mut p);
         let frame = v4(PEER_MAC, in_mac, [10, 1, 0, 4], [10, 1, 0, 1], 20, (40000, PORT), &p);
         (frame, p)
     };
     // Its own node ID is relayed (here back out of the same link)...
     let (frame, payload) = from_client(CLIENT);
+    let spoofed: Vec<_> = [2, UNKNOWN, ME].map(|n| from_client(n).0).into();
     let out = f.expect(&frame, xdp::TX, Stat::Tx);
     let mut forwarded = payload;
     forwarded[5] -= 1;
-    assert_eq!(out, v4_to_same_link(&f, &forwarded));
+    assert_eq!(out, v4_to_same_link(&f, &out, forwarded));
     // ...any other is dropped and counted, be it a relay's or a stranger's.
-    for claimed in [2, UNKNOWN, ME] {
-        f.expect(&from_client(claimed).0, xdp::DROP, Stat::DropSpoofedSource);
+    for frame in spoofed {
+        f.expect(&frame, xdp::DROP, Stat::DropSpoofedSource);
     }
 }
 
@@ -200,23 +193,24 @@ fn bad_headers_are_dropped_by_reason() {
     let Some(mut f) = fixture("bad_headers") else {
         return;
     };
-    let with = |byte: usize, value: u8| {
+    let mut with = |byte: usize, value: u8| {
         let mut p = relay_payload(TX_V4, 1, 5);
         p[byte] = value;
+        f.seal("10.1.0.2", &mut p);
         v4(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &p)
     };
     let (bad_version, bad_magic, bad_kind, bad_reserved) =
-        (with(2, 7), with(0, b'X'), with(3, 99), with(6, 1));
+        (with(2, 7), with(0, b'X'), with(3, 99), with(7, 1));
     f.expect(&bad_version, xdp::DROP, Stat::DropBadVersion);
     f.expect(&bad_magic, xdp::DROP, Stat::DropBadMagic);
     f.expect(&bad_kind, xdp::DROP, Stat::DropBadHeader);
     f.expect(&bad_reserved, xdp::DROP, Stat::DropBadHeader);
     // IPv4 header length below 5 words.
-    let mut bad_ihl = from_peer(&f, TX_V4, 1, 5);
+    let mut bad_ihl = f.from_peer(TX_V4, 1, 5);
     bad_ihl[14] = 0x44;
     f.expect(&bad_ihl, xdp::DROP, Stat::DropMalformed);
     // UDP length larger than the IP payload.
-    let mut bad_len = from_peer(&f, TX_V4, 1, 5);
+    let mut bad_len = f.from_peer(TX_V4, 1, 5);
     bad_len[38..40].copy_from_slice(&2000u16.to_be_bytes());
     f.expect(&bad_len, xdp::DROP, Stat::DropMalformed);
 }
@@ -226,7 +220,7 @@ fn truncation_at_every_header_boundary_is_dropped() {
     let Some(mut f) = fixture("truncation") else {
         return;
     };
-    let v4_pkt = from_peer(&f, TX_V4, 1, 5);
+    let v4_pkt = f.from_peer(TX_V4, 1, 5);
     let v6_pkt = v6(
         PEER_MAC,
         f.in_mac,
@@ -240,7 +234,7 @@ fn truncation_at_every_header_boundary_is_dropped() {
     // header end (payload missing).
     for (pkt, ip_len) in [(&v4_pkt, 20), (&v6_pkt, 40)] {
         let udp = 14 + ip_len;
-        for cut in [14, 14 + ip_len / 2, udp, udp + 4, udp + 8, udp + 8 + 12, udp + 8 + 24] {
+        for cut in [14, 14 + ip_len / 2, udp, udp + 4, udp + 8, udp + 8 + 12, udp + 8 + 40] {
             f.expect(&pkt[..cut], xdp::DROP, Stat::DropTruncated);
         }
     }
@@ -277,10 +271,10 @@ fn non_relay_traffic_is_left_to_the_kernel() {
     arp.extend_from_slice(&[0; 28]);
     f.expect(&arp, xdp::PASS, Stat::NotRelay);
     // IPv4 fragment and IPv4 with options: the kernel reassembles / parses them.
-    let mut frag = from_peer(&f, TX_V4, 1, 5);
+    let mut frag = f.from_peer(TX_V4, 1, 5);
     frag[20] = 0x20; // more fragments
     f.expect(&frag, xdp::PASS, Stat::Fragment);
-    let mut opts = from_peer(&f, TX_V4, 1, 5);
+    let mut opts = f.from_peer(TX_V4, 1, 5);
     opts[14] = 0x46;
     f.expect(&opts, xdp::PASS, Stat::IpOptions);
 }
@@ -298,22 +292,147 @@ fn fib_lookups_are_cached_per_next_hop() {
     let moved = [2, 0, 0, 0, 1, 0x33];
     let neigh =
         |mac| ["neigh", "replace", "10.1.0.3", "lladdr", mac, "dev", "in0", "nud", "permanent"];
-    let in_mac = f.in_mac;
-    let sized = |ip_len: usize| {
+    let sized = |f: &mut Fixture, ip_len: usize| {
         let mut p = relay_payload(TX_V4, 1, 5);
         p.resize(ip_len - 28, 0);
-        v4(PEER_MAC, in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &p)
+        f.seal("10.1.0.2", &mut p);
+        v4(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &p)
     };
-    let small = from_peer(&f, TX_V4, 1, 5);
+    let tx = |f: &mut Fixture, pkt: Vec<u8>| f.expect(&pkt, xdp::TX, Stat::Tx)[..6].to_vec();
+    let small = |f: &mut Fixture| f.from_peer(TX_V4, 1, 5);
 
-    assert_eq!(f.expect(&small, xdp::TX, Stat::Tx)[..6], SAME_LINK_MAC);
+    let p = small(&mut f);
+    assert_eq!(tx(&mut f, p), SAME_LINK_MAC);
     f.ip(&neigh("02:00:00:00:01:33")).unwrap();
-    assert_eq!(f.expect(&small, xdp::TX, Stat::Tx)[..6], SAME_LINK_MAC, "cached");
-    f.expect(&sized(1600), xdp::DROP, Stat::DropMtu);
-    assert_eq!(f.expect(&sized(1000), xdp::TX, Stat::Tx)[..6], moved, "longer: looked up");
-    assert_eq!(f.expect(&small, xdp::TX, Stat::Tx)[..6], moved, "and that result cached");
+    let p = small(&mut f);
+    assert_eq!(tx(&mut f, p), SAME_LINK_MAC, "cached");
+    let p = sized(&mut f, 1600);
+    f.expect(&p, xdp::DROP, Stat::DropMtu);
+    let p = sized(&mut f, 1000);
+    assert_eq!(tx(&mut f, p), moved, "longer: looked up");
+    let p = small(&mut f);
+    assert_eq!(tx(&mut f, p), moved, "and that result cached");
 
     f.ip(&neigh("02:00:00:00:01:03")).unwrap();
     f.set_fib_cache_ms(0).unwrap();
-    assert_eq!(f.expect(&small, xdp::TX, Stat::Tx)[..6], SAME_LINK_MAC, "cache off");
+    let p = small(&mut f);
+    assert_eq!(tx(&mut f, p), SAME_LINK_MAC, "cache off");
+}
+
+/// A packet from a keyed peer passes only with a tag of one of that link's keys over its
+/// exact header, once: everything else is dropped by reason, cheapest check first, and the
+/// valid packets beside them are forwarded.
+#[test]
+fn unauthenticated_packets_are_dropped_by_reason() {
+    let Some(mut f) = fixture("hop_auth") else {
+        return;
+    };
+    let frame = |f: &Fixture, p: &[u8]| {
+        v4(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), p)
+    };
+    // Untagged (a spoofer without the key), or tagged with a key ID the link does not have.
+    let untagged = frame(&f, &relay_payload(TX_V4, 1, 5));
+    f.expect(&untagged, xdp::DROP, Stat::DropUntagged);
+    let mut p = relay_payload(TX_V4, 1, 5);
+    f.seal("10.1.0.2", &mut p);
+    p[6] = 7;
+    f.expect(&frame(&f, &p), xdp::DROP, Stat::DropUnknownKey);
+    // A guessed tag, another link's key, and a valid packet altered on the way.
+    let mut guessed = relay_payload(TX_V4, 1, 5);
+    f.seal("10.1.0.2", &mut guessed);
+    guessed[32] ^= 0x80;
+    f.expect(&frame(&f, &guessed), xdp::DROP, Stat::DropBadTag);
+    let mut other_link = relay_payload(TX_V4, 1, 5);
+    f.seal("10.1.0.4", &mut other_link);
+    f.expect(&frame(&f, &other_link), xdp::DROP, Stat::DropBadTag);
+    for at in [3, 4, 5, 8, 12, 16, 20, 24, 31] {
+        let mut altered = relay_payload(TX_V4, 1, 5);
+        f.seal("10.1.0.2", &mut altered);
+        altered[at] ^= 1;
+        let out = f.run(&frame(&f, &altered));
+        assert_eq!(out.0, xdp::DROP, "byte {at} altered");
+    }
+    // A valid packet is forwarded once; its replays are dropped, from any lane.
+    let valid = f.from_peer(TX_V4, 1, 5);
+    f.expect(&valid, xdp::TX, Stat::Tx);
+    for _ in 0..3 {
+        f.expect(&valid, xdp::DROP, Stat::DropReplay);
+    }
+    // Reordering within the window is fine; older than the window is a replay.
+    let batch: Vec<Vec<u8>> = (0..300).map(|_| f.from_peer(TX_V4, 1, 5)).collect();
+    for p in batch[1..].iter().rev().take(200) {
+        f.expect(p, xdp::TX, Stat::Tx);
+    }
+    f.expect(&batch[0], xdp::DROP, Stat::DropReplay);
+}
+
+/// Keys rotate without loss: a new key is accepted beside the current one before any sender
+/// uses it; the relay seals with whichever key its entry for the next hop says; a retired
+/// key is refused.
+#[test]
+fn keys_rotate_without_loss() {
+    let Some(mut f) = fixture("key_rotation") else {
+        return;
+    };
+    let frame = |f: &Fixture, p: &[u8]| {
+        v4(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), p)
+    };
+    let sealed = |f: &mut Fixture, id: u8| {
+        let mut p = relay_payload(TX_V4, 1, 5);
+        f.seal_with("10.1.0.2", id, &mut p);
+        frame(f, &p)
+    };
+    // Step 1 at this relay: accept the peer's new key 2 beside key 1.
+    let mut v = f.relay.maps.peer(ip("10.1.0.2")).unwrap();
+    v.keys[1] = link_keys(&secret("10.1.0.2", 2), 2, ME, 2);
+    f.relay.maps.add_peer(ip("10.1.0.2"), v).unwrap();
+    for id in [1, 2, 1, 2] {
+        let p = sealed(&mut f, id);
+        f.expect(&p, xdp::TX, Stat::Tx);
+    }
+    // Step 2 toward the next hop 10.1.0.3: its key 2 installed, then sent with.
+    let mut next = f.relay.maps.peer(ip("10.1.0.3")).unwrap();
+    next.keys[1] = link_keys(&secret("10.1.0.3", 2), 2, ME, NEXT);
+    f.relay.maps.add_peer(ip("10.1.0.3"), next).unwrap();
+    let p = sealed(&mut f, 2);
+    let out = f.expect(&p, xdp::TX, Stat::Tx);
+    assert_eq!(out[RELAY_V4 + 6], 1, "still sending with key 1");
+    next.send = 1;
+    f.relay.maps.add_peer(ip("10.1.0.3"), next).unwrap();
+    let p = sealed(&mut f, 2);
+    let out = f.expect(&p, xdp::TX, Stat::Tx);
+    let expected = Fixture::sealed_with(&out, RELAY_V4, "10.1.0.3", 2, relay_payload(TX_V4, 1, 4));
+    assert_eq!(out[RELAY_V4..], expected[..]);
+    // Step 3: key 1 retired (its slot takes the next key, 3): refused from then on.
+    v.keys[0] = link_keys(&secret("10.1.0.2", 3), 3, ME, 2);
+    f.relay.maps.add_peer(ip("10.1.0.2"), v).unwrap();
+    let p = sealed(&mut f, 1);
+    f.expect(&p, xdp::DROP, Stat::DropUnknownKey);
+    for id in [2, 3] {
+        let p = sealed(&mut f, id);
+        f.expect(&p, xdp::TX, Stat::Tx);
+    }
+}
+
+/// A link configured without authentication takes untagged packets and sends untagged.
+#[test]
+fn unauthenticated_links_pass_untagged() {
+    let Some(mut f) = fixture("no_auth_link") else {
+        return;
+    };
+    for addr in ["10.1.0.2", "10.1.0.3"] {
+        let mut v = f.relay.maps.peer(ip(addr)).unwrap();
+        v.flags = wecan_common::maps::peer_flags::NO_AUTH;
+        f.relay.maps.add_peer(ip(addr), v).unwrap();
+    }
+    let p = relay_payload(TX_V4, 1, 5);
+    let pkt = v4(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &p);
+    let out = f.expect(&pkt, xdp::TX, Stat::Tx);
+    let expected = relay_payload(TX_V4, 1, 4);
+    assert_eq!(
+        out,
+        v4(f.in_mac, SAME_LINK_MAC, [10, 1, 0, 1], [10, 1, 0, 3], 64, (PORT, PORT), &expected)
+    );
+    // The same packet again is not a replay on such a link: nothing is checked.
+    f.expect(&pkt, xdp::TX, Stat::Tx);
 }

@@ -1,14 +1,19 @@
 //! wecan relay datapath. Reads top to bottom:
 //!
-//! parse → admit sender → validate header → check a client's claimed source → (answer probe)
-//! → route → resolve egress (FIB)
-//! → rewrite → emit
+//! parse → admit sender → validate header → verify its tag → check a client's claimed
+//! source → (answer probe) → route → next hop's key → resolve egress (FIB) → seal →
+//! rewrite → emit
 //!
 //! Every step returns `Result<_, Stat>`; the final `Stat` is counted and decides the XDP
 //! verdict, in one place ([`wecan_relay`]).
 #![no_std]
 #![no_main]
+// Atomic compare-and-swap and fetch-add on map memory: the bpf target's `core` offers
+// neither on `AtomicU64` (see `auth.rs`).
+#![feature(core_intrinsics, asm_experimental_arch)]
+#![allow(internal_features)]
 
+mod auth;
 mod forward;
 mod maps;
 mod parse;
@@ -45,12 +50,15 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
     let pkt = parse::packet(ctx, cfg.port)?;
     let peer = route::admit(&pkt.ip)?;
     let hdr = parse::relay_header(&pkt)?;
+    let words = auth::words(hdr);
+    auth::verify(peer, hdr, &words)?;
     route::check_source(peer, hdr)?;
     if hdr.kind == PacketKind::Probe as u8
         && hdr.dst_node() == cfg.node_id
         && cfg.flags & PROBE_REPLY_IN_XDP != 0
     {
-        probe::reply(&pkt);
+        let seal = auth::seal(peer, hdr, probe::reply_words(words.m))?;
+        probe::reply(&pkt, &seal);
         return Ok(Stat::ProbeReply);
     }
     let route = route::lookup(hdr, cfg.table)?;
@@ -71,9 +79,15 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
         _ => return Err(Stat::DropBadRoute),
     };
 
+    let next = auth::next_peer(route)?;
+
     let ip_len = forward::ip_len(pkt.udp, ip_hdr_len);
     let egress = forward::resolve(ctx, route, ip_len, cfg.fib_cache_ms)?;
-    rewrite::apply(&pkt, route, &egress, cfg.port);
+    // The next hop sees the hop limit this relay sends: byte 5, bits 40..48 of word 0.
+    let mut m = words.m;
+    m[0] -= 1 << 40;
+    let seal = auth::seal(next, hdr, m)?;
+    rewrite::apply(&pkt, route, &egress, cfg.port, &seal);
     forward::emit(ctx, &egress)
 }
 

@@ -8,8 +8,9 @@ use aya_ebpf::{
 };
 use wecan_common::{
     maps::{
-        FIB_CACHE_SLOTS, FibCacheEntry, FlowKey, LinkValue, MAX_FLOW_ROUTES, MAX_LINKS, MAX_PEERS,
-        MAX_ROUTES, MAX_TX_PORTS, PeerValue, RelayConfig, RouteKey, RouteValue,
+        FIB_CACHE_SLOTS, FibCacheEntry, FlowKey, LinkAuth, LinkValue, MAX_AUTH_SLOTS,
+        MAX_FLOW_ROUTES, MAX_LINKS, MAX_PEERS, MAX_ROUTES, MAX_TX_PORTS, PeerValue, RelayConfig,
+        RouteKey, RouteValue,
     },
     stats::{Counter, Stat},
 };
@@ -18,8 +19,9 @@ use wecan_common::{
 #[map(name = "WECAN_CONFIG")]
 pub static CONFIG: Array<RelayConfig> = Array::pinned(1, 0);
 
-/// Allowed IPv4 senders (peers and attached clients). Written by the agent from its config
-/// (and later the controller); read per packet to refuse open relaying.
+/// Allowed IPv4 senders (peers and attached clients) with their link keys. Written by the
+/// agent from its config and by the CLI (key rotation); read per packet to refuse open
+/// relaying, to verify a packet's tag and to seal it for the next hop.
 #[map(name = "WECAN_PEERS_V4")]
 pub static PEERS_V4: HashMap<[u8; 4], PeerValue> = HashMap::pinned(MAX_PEERS, 0);
 
@@ -36,6 +38,12 @@ pub static ROUTES_0: HashMap<RouteKey, RouteValue> = HashMap::pinned(MAX_ROUTES,
 /// The other route table; see `ROUTES_0`.
 #[map(name = "WECAN_ROUTES_1")]
 pub static ROUTES_1: HashMap<RouteKey, RouteValue> = HashMap::pinned(MAX_ROUTES, 0);
+
+/// Per-link authentication state (send counter, replay windows), indexed by
+/// `PeerValue::auth_slot`. Initialised by the agent/CLI when a peer is added; then written
+/// per packet by the datapath only (atomically: every CPU shares a link's state).
+#[map(name = "WECAN_LINK_AUTH")]
+pub static LINK_AUTH: Array<LinkAuth> = Array::pinned(MAX_AUTH_SLOTS, 0);
 
 /// Per-flow route overrides. Written by the agent/CLI; read per packet before the route
 /// tables.

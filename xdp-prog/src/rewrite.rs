@@ -1,10 +1,11 @@
 //! Rewrites a relay packet for its next hop: outer IP source/destination, UDP ports,
-//! Ethernet addresses and the relay hop limit, with incremental checksum updates
-//! (IPv4 header; UDP, which is mandatory on IPv6).
+//! Ethernet addresses, the relay hop limit and the hop's seal, with incremental checksum
+//! updates (IPv4 header; UDP, which is mandatory on IPv6).
 
 use wecan_common::{csum::Update, maps::RouteValue};
 
 use crate::{
+    auth::{self, Seal},
     forward::Egress,
     parse::{Ip, Packet},
 };
@@ -14,9 +15,9 @@ use crate::{
 const OUTER_TTL: u8 = 64;
 
 /// Applies the rewrite. The caller has checked that the hop limit is at least 1 and that
-/// `route` has the packet's address family.
+/// `route` has the packet's address family, and sealed the header for the next hop.
 #[inline(always)]
-pub fn apply(pkt: &Packet, route: &RouteValue, egress: &Egress, relay_port: u16) {
+pub fn apply(pkt: &Packet, route: &RouteValue, egress: &Egress, relay_port: u16, seal: &Seal) {
     // SAFETY (all derefs): every header pointer was bounds-checked by the parser.
     let relay = pkt.relay;
     let udp = pkt.udp;
@@ -70,8 +71,9 @@ pub fn apply(pkt: &Packet, route: &RouteValue, egress: &Egress, relay_port: u16)
         (*udp).src = sport;
         (*udp).dst = dport;
         (*relay).hop_limit = new_word[1];
+        let c = udp_csum.replace(&old_ports, &new_ports).replace(&old_word, &new_word);
+        let c = auth::apply(relay, seal, c);
         if udp_csum_on {
-            let c = udp_csum.replace(&old_ports, &new_ports).replace(&old_word, &new_word);
             (*udp).check = c.finish_udp().to_be_bytes();
         }
         (*pkt.eth).src_addr = egress.smac;

@@ -80,24 +80,30 @@ impl Agent {
             let wait = self.prober.until_due().min(cap);
             let prober = &mut self.prober;
             let mut changes: Vec<Transition> = Vec::new();
-            self.slow.poll(&self.relay.maps, wait, |sock, local| {
+            self.slow.poll(&self.relay.maps, wait, |local| {
                 match PacketKind::from_u8(local.hdr.kind) {
                     // Only reaches the agent when XDP does not answer probes.
                     Some(PacketKind::Probe) => {
-                        let reply = probe::reply_to(&local.hdr, local.payload);
-                        let _ = sock.send_to(&reply, local.from);
+                        Some((probe::reply_to(&local.hdr, local.payload), local.from))
                     }
                     Some(PacketKind::ProbeReply) => {
                         if let Some(body) = ProbeBody::decode(local.payload) {
                             let (peer, seq) = (local.hdr.src_node(), local.hdr.seq());
                             changes.extend(prober.on_reply(peer, seq, body, local.rx_ns));
                         }
+                        None
                     }
-                    _ => {}
+                    _ => None,
                 }
             })?;
-            self.slow.tick();
-            let probed = self.prober.tick(self.slow.socket()).map(|t| changes.extend(t)).is_some();
+            let maps = &self.relay.maps;
+            self.slow.tick(maps);
+            let slow = &mut self.slow;
+            let probed = self
+                .prober
+                .tick(|p, to| slow.send(maps, p, to))
+                .map(|t| changes.extend(t))
+                .is_some();
             let mut reroute = false;
             for t in &changes {
                 info!("link to node {} is {}", t.peer, if t.up { "up" } else { "down" });

@@ -11,11 +11,12 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use wecan_common::{
-    maps::{DEFAULT_FIB_CACHE_MS, PeerKind, RouteAction},
+    maps::{DEFAULT_FIB_CACHE_MS, PeerKind, PeerValue, RouteAction, peer_flags},
     wire::DEFAULT_PORT,
 };
 
 use wecan_transport::{
+    auth::{self, Secret},
     fec,
     hop::{FecSettings, ProtectMode},
 };
@@ -102,6 +103,39 @@ pub struct PeerConfig {
     /// Per-hop protection of routes through this peer (relay peers only).
     #[serde(default)]
     pub protect: ProtectConfig,
+    /// `keys` (the default: every packet on this link is tagged and verified) or `none`
+    /// (a link inside one trusted network).
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// The link's shared secrets, at most two: the current one and the one it replaces, so
+    /// keys rotate without loss. The peer's config lists the same.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// The key ID to tag with; default the highest.
+    pub send_key: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    #[default]
+    Keys,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// 1..=255, carried in every packet tagged with this key.
+    pub id: u8,
+    /// 64 hex digits (`wecan key generate`).
+    #[serde(deserialize_with = "secret")]
+    pub secret: Secret,
+}
+
+fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+    let hex = String::deserialize(d)?;
+    hex.parse().map_err(serde::de::Error::custom)
 }
 
 /// Protection of one link: routes whose next hop is this peer are handed to the agent and
@@ -210,6 +244,63 @@ fn default_pin_dir() -> PathBuf {
     PathBuf::from(DEFAULT_PIN_DIR)
 }
 
+impl PeerConfig {
+    fn validate_keys(&self, i: usize) -> Result<()> {
+        if self.auth == AuthMode::None {
+            if !self.keys.is_empty() || self.send_key.is_some() {
+                bail!(
+                    "peers[{i}].keys: a link with auth = \"none\" has no keys; remove them or `auth`"
+                );
+            }
+            return Ok(());
+        }
+        if self.keys.is_empty() {
+            bail!(
+                "peers[{i}].keys: missing; give the secret this link's two ends share as \
+                 keys = [{{ id = 1, secret = \"...\" }}] (`wecan key generate` makes one), or \
+                 auth = \"none\" for a link inside a trusted network"
+            );
+        }
+        if self.keys.len() > 2 {
+            bail!(
+                "peers[{i}].keys: {} keys; a link holds two (the current one and the one it \
+                 replaces): remove the oldest",
+                self.keys.len()
+            );
+        }
+        for (j, k) in self.keys.iter().enumerate() {
+            if k.id == 0 {
+                bail!("peers[{i}].keys[{j}].id: 0 means untagged; use 1..=255");
+            }
+        }
+        if self.keys.len() == 2 && self.keys[0].id == self.keys[1].id {
+            bail!("peers[{i}].keys: both keys have ID {}; give each its own", self.keys[0].id);
+        }
+        if let Some(id) = self.send_key
+            && !self.keys.iter().any(|k| k.id == id)
+        {
+            bail!("peers[{i}].send_key: {id} is not the ID of one of this peer's keys");
+        }
+        Ok(())
+    }
+
+    /// The peer's allowlist entry for relay `me`: its keys derived for this link.
+    pub fn value(&self, me: u32) -> PeerValue {
+        let mut v = PeerValue::new(self.node_id, self.kind);
+        if self.auth == AuthMode::None {
+            v.flags = peer_flags::NO_AUTH;
+            return v;
+        }
+        for (slot, k) in v.keys.iter_mut().zip(&self.keys) {
+            *slot = auth::link_keys(&k.secret, k.id, me, self.node_id);
+        }
+        let send =
+            self.send_key.unwrap_or_else(|| self.keys.iter().map(|k| k.id).max().unwrap_or(0));
+        v.send = u8::from(v.keys[1].id == send && send != 0);
+        v
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -264,6 +355,7 @@ impl Config {
                 );
             }
             p.protect.validate(&format!("peers[{i}].protect"))?;
+            p.validate_keys(i)?;
         }
         let p = &self.probes;
         if p.interval_ms == 0 || p.window == 0 || p.dead_after == 0 || p.timeout_ms == 0 {
@@ -378,11 +470,14 @@ mod tests {
         [[peers]]
         node_id = 2
         addr = "10.0.0.2"
+        keys = [{ id = 1, secret = "0101010101010101010101010101010101010101010101010101010101010101" },
+                { id = 2, secret = "0202020202020202020202020202020202020202020202020202020202020202" }]
         [[peers]]
         node_id = 3
         addr = "fd00::3"
         port = 9000
         kind = "client"
+        auth = "none"
         [[routes]]
         dst = 3
         via = 3
@@ -403,6 +498,12 @@ mod tests {
         assert_eq!(c.relay_peers().map(|p| p.node_id).collect::<Vec<_>>(), vec![2]);
         assert_eq!(c.probes, ProbeSettings::default());
         assert_eq!(c.probe_reply, ProbeReply::Xdp);
+        // Keys are derived per link and direction; the highest ID sends.
+        let v = c.peer(2).unwrap().value(1);
+        assert_eq!((v.keys[0].id, v.keys[1].id, v.send), (1, 2, 1));
+        let secret2: Secret = "02".repeat(32).parse().unwrap();
+        assert_eq!(v.send_key().unwrap().tx, auth::derive(&secret2, 2, 1, 2));
+        assert!(c.peer(3).unwrap().value(1).no_auth());
     }
 
     #[test]
@@ -439,7 +540,23 @@ mod tests {
         assert!(e.contains("peers[0].node_id"), "{e}");
         let e = err("node_id = 1\n[[routes]]\ndst = 5\naction = \"teleport\"");
         assert!(e.contains("action"), "{e}");
-        let peer = "node_id = 1\n[[peers]]\nnode_id = 2\naddr = \"10.0.0.2\"\n";
+        let e = err("node_id = 1\n[[peers]]\nnode_id = 2\naddr = \"10.0.0.2\"");
+        assert!(e.contains("peers[0].keys: missing") && e.contains("wecan key generate"), "{e}");
+        let key = |id: u8| format!("{{ id = {id}, secret = \"{}\" }}", "ab".repeat(32));
+        let base = "node_id = 1\n[[peers]]\nnode_id = 2\naddr = \"10.0.0.2\"\n";
+        let e = err(&format!("{base}keys = [{}, {}, {}]", key(1), key(2), key(3)));
+        assert!(e.contains("peers[0].keys: 3 keys"), "{e}");
+        let e = err(&format!("{base}keys = [{}]", key(0)));
+        assert!(e.contains("peers[0].keys[0].id"), "{e}");
+        let e = err(&format!("{base}keys = [{}, {}]", key(4), key(4)));
+        assert!(e.contains("both keys have ID 4"), "{e}");
+        let e = err(&format!("{base}keys = [{}]\nsend_key = 2", key(1)));
+        assert!(e.contains("peers[0].send_key: 2"), "{e}");
+        let e = err(&format!("{base}keys = [{{ id = 1, secret = \"abc\" }}]"));
+        assert!(e.contains("64 hex digits"), "{e}");
+        let e = err(&format!("{base}auth = \"none\"\nkeys = [{}]", key(1)));
+        assert!(e.contains("auth = \"none\" has no keys"), "{e}");
+        let peer = format!("{base}keys = [{}]\n", key(1));
         let e = err(&format!("{peer}protect = {{ mode = \"fec+arq\", fec_group = 0 }}"));
         assert!(e.contains("peers[0].protect.fec_group"), "{e}");
         let e = err(&format!("{peer}protect = {{ fec_min_parity = 5, fec_max_parity = 2 }}"));

@@ -6,6 +6,7 @@
 //!   entries, the route table flipped atomically;
 //! - [`agent`]: the main loop, one thread owning the maps and the socket;
 //! - [`slowpath`]: packets XDP passes up (protected routes, neighbour misses, local delivery);
+//! - [`hop_auth`]: verifying what the slow path receives and sealing what the agent sends;
 //! - [`protection`]: the per-hop FEC/ARQ state of each protected link (`wecan-transport` does
 //!   the protocol), published for `wecan protection`;
 //! - [`probe`]: link probing (RTT, loss, jitter) of relay peers;
@@ -14,6 +15,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod hop_auth;
 pub mod output;
 pub mod probe;
 pub mod protection;

@@ -147,19 +147,30 @@ pub struct PeerRow {
     pub node: u32,
     pub addr: String,
     pub kind: &'static str,
+    /// Key IDs the link accepts (none if it is not authenticated) and the one that sends.
+    pub keys: Vec<u8>,
+    pub send_key: Option<u8>,
+    pub auth: bool,
 }
 
 impl PeerRow {
     pub fn new(addr: std::net::IpAddr, v: &PeerValue) -> Self {
         let kind = v.kind().map_or("unknown", |k| k.name());
-        Self { node: v.node_id, addr: addr.to_string(), kind }
+        let keys = v.keys.iter().map(|k| k.id).filter(|&id| id != 0).collect();
+        let send_key = v.send_key().map(|k| k.id);
+        Self { node: v.node_id, addr: addr.to_string(), kind, keys, send_key, auth: !v.no_auth() }
     }
 }
 
 impl Row for PeerRow {
-    const HEADER: &'static [&'static str] = &["NODE", "ADDRESS", "KIND"];
+    const HEADER: &'static [&'static str] = &["NODE", "ADDRESS", "KIND", "KEYS", "SENDS"];
     fn cells(&self) -> Vec<String> {
-        vec![self.node.to_string(), self.addr.clone(), self.kind.into()]
+        let keys = if self.auth {
+            self.keys.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+        } else {
+            "no auth".into()
+        };
+        vec![self.node.to_string(), self.addr.clone(), self.kind.into(), keys, opt(&self.send_key)]
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::{
     collections::{BTreeMap, VecDeque},
-    net::{SocketAddr, UdpSocket},
+    net::SocketAddr,
     time::Duration,
 };
 
@@ -117,9 +117,10 @@ impl Prober {
         Duration::from_nanos(self.next_due_ns.saturating_sub(now_ns()))
     }
 
-    /// Sends a probe to every peer if a round is due (else `None`); returns links that
-    /// changed state (a link goes down when nothing came back for `dead_after` intervals).
-    pub fn tick(&mut self, sock: &UdpSocket) -> Option<Vec<Transition>> {
+    /// Sends a probe to every peer with `send` if a round is due (else `None`); returns
+    /// links that changed state (a link goes down when nothing came back for `dead_after`
+    /// intervals).
+    pub fn tick(&mut self, mut send: impl FnMut(&mut [u8], SocketAddr)) -> Option<Vec<Transition>> {
         let now = now_ns();
         if now < self.next_due_ns {
             return None;
@@ -140,7 +141,7 @@ impl Prober {
             let sent_ns = wall_ns();
             pkt[HEADER_LEN..].copy_from_slice(&ProbeBody { sent_ns }.to_bytes());
             // A failed send is a lost probe; the statistics show it.
-            let _ = sock.send_to(&pkt, mapped(link.addr));
+            send(&mut pkt, link.addr);
             link.sent += 1;
             link.recent.push_back((self.seq, sent_ns, now, None));
             while link.recent.len() > self.settings.window {
@@ -239,19 +240,16 @@ pub fn reply_to(probe: &RelayHeader, payload: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn prober() -> (Prober, UdpSocket) {
-        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fn prober() -> Prober {
         let settings = ProbeSettings { interval_ms: 10, window: 4, dead_after: 3, timeout_ms: 20 };
-        let p = Prober::new(1, settings, [(2, sink.local_addr().unwrap())]);
-        let sock = UdpSocket::bind("[::]:0").unwrap();
-        (p, sock)
+        Prober::new(1, settings, [(2, "127.0.0.1:7300".parse().unwrap())])
     }
 
     #[test]
     fn replies_bring_the_link_up_and_measure_rtt() {
-        let (mut p, sock) = prober();
-        assert_eq!(p.tick(&sock), Some(vec![]));
-        assert_eq!(p.tick(&sock), None, "not due again yet");
+        let mut p = prober();
+        assert_eq!(p.tick(|_, _| {}), Some(vec![]));
+        assert_eq!(p.tick(|_, _| {}), None, "not due again yet");
         let (seq, sent) = (p.links[&2].recent[0].0, p.links[&2].recent[0].1);
         let body = ProbeBody { sent_ns: sent };
         let t = p.on_reply(2, seq, body, Some(sent + 2_000_000));
@@ -266,14 +264,14 @@ mod tests {
 
     #[test]
     fn silence_takes_the_link_down_and_counts_loss() {
-        let (mut p, sock) = prober();
-        p.tick(&sock);
+        let mut p = prober();
+        p.tick(|_, _| {});
         let (seq, sent) = (p.links[&2].recent[0].0, p.links[&2].recent[0].1);
         p.on_reply(2, seq, ProbeBody { sent_ns: sent }, None);
         let mut down = false;
         for _ in 0..10 {
             std::thread::sleep(p.until_due());
-            if p.tick(&sock).unwrap_or_default().contains(&Transition { peer: 2, up: false }) {
+            if p.tick(|_, _| {}).unwrap_or_default().contains(&Transition { peer: 2, up: false }) {
                 down = true;
                 break;
             }

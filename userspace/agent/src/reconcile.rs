@@ -60,7 +60,7 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config, table: &RouteTable) -> Result
         }
     }
     for p in &cfg.peers {
-        maps.add_peer(p.addr, p.node_id, p.kind)?;
+        maps.add_peer(p.addr, p.value(cfg.node_id))?;
     }
     let mut flows = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {

@@ -26,7 +26,7 @@ use wecan_datapath::maps::{Maps, addr_from};
 use wecan_os::sockopt;
 use wecan_transport::hop::ProtectMode;
 
-use crate::{config::Config, probe::mapped, protection::ProtectedLinks};
+use crate::{config::Config, hop_auth::HopAuth, probe::mapped, protection::ProtectedLinks};
 
 /// Receive buffer of the agent's socket.
 const RCVBUF: usize = 16 << 20;
@@ -46,6 +46,8 @@ pub struct SlowPathStats {
     pub protected: u64,
     /// Original packets recovered from hop messages (then forwarded).
     pub unwrapped: u64,
+    /// Hop authentication refusals (received) and packets not sent for want of a key.
+    pub auth: crate::hop_auth::AuthCounts,
 }
 
 pub struct SlowPath {
@@ -54,6 +56,7 @@ pub struct SlowPath {
     pub stats: SlowPathStats,
     /// Per-hop protection state of every protected link.
     pub protect: ProtectedLinks,
+    auth: HopAuth,
 }
 
 /// A relay packet addressed to this node.
@@ -119,6 +122,7 @@ impl SlowPath {
             node_id: cfg.node_id,
             stats: SlowPathStats::default(),
             protect: ProtectedLinks::new(cfg)?,
+            auth: HopAuth::default(),
         })
     }
 
@@ -127,18 +131,13 @@ impl SlowPath {
         sockopt::drops(self.sock.as_raw_fd()).map_or(0, u64::from)
     }
 
-    /// The socket, for replies to local packets.
-    pub fn socket(&self) -> &UdpSocket {
-        &self.sock
-    }
-
     /// Handles packets for `timeout`: forwards transit packets and hands packets for this
-    /// node to `on_local`.
+    /// node to `on_local`, sending the reply it may return.
     pub fn poll(
         &mut self,
         maps: &Maps,
         timeout: Duration,
-        mut on_local: impl FnMut(&UdpSocket, Local),
+        mut on_local: impl FnMut(Local) -> Option<(Vec<u8>, SocketAddr)>,
     ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 65536];
@@ -152,7 +151,10 @@ impl SlowPath {
                 Ok((len, from, rx_ns)) => {
                     if let Some((hdr, at)) = self.handle(maps, &mut buf[..len], from) {
                         let payload = &buf[at..len];
-                        on_local(&self.sock, Local { hdr, payload, from, rx_ns });
+                        if let Some((mut reply, to)) = on_local(Local { hdr, payload, from, rx_ns })
+                        {
+                            self.send(maps, &mut reply, to);
+                        }
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -182,6 +184,10 @@ impl SlowPath {
             self.stats.drop_malformed += 1;
             return None;
         };
+        if !self.auth.verify(pkt, from.ip(), peer) {
+            self.stats.auth = self.auth.counts.clone();
+            return None;
+        }
         if hdr.dst_node() == self.node_id && hdr.flags & flags::HOP != 0 {
             self.hop_message(maps, &hdr, body, from, peer);
             return None;
@@ -218,8 +224,8 @@ impl SlowPath {
             let r = self.protect.on_nack(peer.node_id, hdr.flags, body, now, &mut out);
             // Resends go where the link sends to.
             if let Ok(Some(to)) = r {
-                for p in &out {
-                    self.send(p, to);
+                for p in &mut out {
+                    self.send(maps, p, to);
                 }
             }
             r.map(drop)
@@ -279,29 +285,35 @@ impl SlowPath {
         pkt[..HEADER_LEN].copy_from_slice(&next_hdr.to_bytes());
         let mode = ProtectMode::from_route_flags(route.flags);
         if mode == ProtectMode::None {
-            self.send(pkt, to);
+            self.send(maps, pkt, to);
             self.stats.forwarded += 1;
             return None;
         }
         let mut out = Vec::new();
         self.protect.send(route.next_node, to, mode, pkt, Instant::now(), &mut out);
-        for p in &out {
-            self.send(p, to);
+        for p in &mut out {
+            self.send(maps, p, to);
         }
         self.stats.protected += 1;
         None
     }
 
     /// Runs the protection timers (FEC group timeouts, NACKs, resends).
-    pub fn tick(&mut self) {
+    pub fn tick(&mut self, maps: &Maps) {
         let mut out = Vec::new();
         self.protect.poll(Instant::now(), &mut out);
-        for (to, p) in &out {
-            self.send(p, *to);
+        for (to, p) in &mut out {
+            self.send(maps, p, *to);
         }
     }
 
-    fn send(&mut self, pkt: &[u8], to: SocketAddr) {
+    /// Seals `pkt` for the link to `to` and sends it (not at all without a key for it).
+    pub fn send(&mut self, maps: &Maps, pkt: &mut [u8], to: SocketAddr) {
+        let to = SocketAddr::new(unmapped(to.ip()), to.port());
+        if !self.auth.seal(maps, pkt, to.ip()) {
+            self.stats.auth = self.auth.counts.clone();
+            return;
+        }
         if let Err(e) = self.sock.send_to(pkt, mapped(to)) {
             debug!("slow path send to {to}: {e}");
             self.stats.send_errors += 1;

@@ -7,9 +7,53 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
-use wecan_common::wire::{HEADER_LEN, PacketKind, RelayHeader};
+use wecan_common::{
+    maps::{PeerKind, PeerValue, peer_flags},
+    wire::{HEADER_LEN, PacketKind, RelayHeader},
+};
+use wecan_transport::auth::{self, Sealer, Secret, Windows};
+
+/// The client's end of the link to its edge relay: it seals what it sends and verifies what
+/// the edge relays to it, as the relays do on every hop.
+pub struct EdgeLink {
+    edge: PeerValue,
+    tx: Sealer,
+    rx: Windows,
+}
+
+impl EdgeLink {
+    /// The link of client `me` to relay `edge`, keyed with `secret` under `id` (the edge's
+    /// config lists the same key for this client).
+    pub fn keyed(me: u32, edge: u32, id: u8, secret: &Secret) -> Self {
+        let mut v = PeerValue::new(edge, PeerKind::Relay);
+        v.keys[0] = auth::link_keys(secret, id, me, edge);
+        Self::new(v)
+    }
+
+    /// A link without authentication (the edge has `auth = "none"` for this client).
+    pub fn unauthenticated() -> Self {
+        let mut v = PeerValue::new(0, PeerKind::Relay);
+        v.flags = peer_flags::NO_AUTH;
+        Self::new(v)
+    }
+
+    fn new(edge: PeerValue) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self { edge, tx: Sealer::new(now), rx: Windows::default() }
+    }
+
+    pub fn seal(&mut self, pkt: &mut [u8]) -> Result<()> {
+        self.tx.seal(pkt, &self.edge).map_err(|_| anyhow!("no key to send to the edge with"))
+    }
+
+    pub fn verify(&self, pkt: &[u8]) -> Result<(), auth::Refusal> {
+        auth::verify(pkt, &self.edge, &self.rx)
+    }
+}
 
 /// Payload bytes after the relay header: a pattern derived from (flow, seq), so the
 /// receiver can verify each packet arrived intact.
@@ -49,8 +93,8 @@ pub struct SendSpec {
     pub flags: u8,
 }
 
-/// Sends `spec.count` data packets, paced to `spec.rate`. Returns packets sent.
-pub fn send(sock: &UdpSocket, spec: &SendSpec) -> Result<u64> {
+/// Sends `spec.count` data packets over `link`, paced to `spec.rate`. Returns packets sent.
+pub fn send(sock: &UdpSocket, spec: &SendSpec, link: &mut EdgeLink) -> Result<u64> {
     let start = Instant::now();
     let mut sent = 0u64;
     for i in 0..spec.count {
@@ -59,7 +103,8 @@ pub fn send(sock: &UdpSocket, spec: &SendSpec) -> Result<u64> {
             RelayHeader::new(PacketKind::Data, spec.src_node, spec.dst_node, spec.flow, seq);
         hdr.hop_limit = spec.hop_limit;
         hdr.flags = spec.flags;
-        let pkt = datagram(&hdr, spec.size);
+        let mut pkt = datagram(&hdr, spec.size);
+        link.seal(&mut pkt)?;
         loop {
             match sock.send_to(&pkt, spec.to) {
                 Ok(_) => break,
@@ -107,6 +152,9 @@ pub struct RecvReport {
     /// not in the network.
     #[serde(default)]
     pub socket_drops: u64,
+    /// Datagrams whose hop authentication failed (not counted as received).
+    #[serde(default)]
+    pub unauthenticated: u64,
 }
 
 /// Checks arriving packets against the sender's pattern.
@@ -170,11 +218,12 @@ impl Receiver {
     }
 }
 
-/// Receives until all expected packets arrived, or `idle` passes with nothing new, or
-/// `limit` passes in total.
+/// Receives over `link` until all expected packets arrived, or `idle` passes with nothing
+/// new, or `limit` passes in total.
 pub fn receive(
     sock: &UdpSocket,
     mut rx: Receiver,
+    link: &EdgeLink,
     idle: Duration,
     limit: Duration,
 ) -> Result<RecvReport> {
@@ -182,10 +231,14 @@ pub fn receive(
     let start = Instant::now();
     let mut last = Instant::now();
     let mut buf = vec![0u8; 65536];
+    let mut unauthenticated = 0;
     while !rx.complete() && start.elapsed() < limit && last.elapsed() < idle {
         match sock.recv(&mut buf) {
             Ok(n) => {
-                rx.packet(&buf[..n]);
+                match link.verify(&buf[..n]) {
+                    Ok(()) => rx.packet(&buf[..n]),
+                    Err(_) => unauthenticated += 1,
+                }
                 last = Instant::now();
             }
             Err(e)
@@ -197,7 +250,7 @@ pub fn receive(
         }
     }
     let drops = wecan_os::sockopt::drops(sock.as_raw_fd()).context("SO_MEMINFO")?;
-    Ok(RecvReport { socket_drops: drops.into(), ..rx.finish() })
+    Ok(RecvReport { socket_drops: drops.into(), unauthenticated, ..rx.finish() })
 }
 
 #[cfg(test)]
@@ -233,6 +286,7 @@ mod tests {
                 max_gap: 2,
                 min_hop_limit: Some(16),
                 socket_drops: 0,
+                unauthenticated: 0,
             }
         );
     }

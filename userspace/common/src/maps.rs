@@ -15,9 +15,20 @@ pub mod names {
     pub const TX_PORTS: &str = "WECAN_TX_PORTS";
     pub const STATS: &str = "WECAN_STATS";
     pub const LINKS: &str = "WECAN_LINKS";
+    pub const LINK_AUTH: &str = "WECAN_LINK_AUTH";
     /// Every pinned map, for cleanup.
-    pub const ALL: [&str; 9] =
-        [CONFIG, PEERS_V4, PEERS_V6, ROUTES[0], ROUTES[1], FLOW_ROUTES, TX_PORTS, STATS, LINKS];
+    pub const ALL: [&str; 10] = [
+        CONFIG,
+        PEERS_V4,
+        PEERS_V6,
+        ROUTES[0],
+        ROUTES[1],
+        FLOW_ROUTES,
+        TX_PORTS,
+        STATS,
+        LINKS,
+        LINK_AUTH,
+    ];
 }
 
 /// Name of the relay XDP program inside the object file.
@@ -33,6 +44,8 @@ pub const MAX_ROUTES: u32 = 65_536;
 pub const MAX_FLOW_ROUTES: u32 = 65_536;
 /// Capacity of each peer allowlist.
 pub const MAX_PEERS: u32 = 4_096;
+/// Capacity of `LINK_AUTH`: one slot per peer of either family.
+pub const MAX_AUTH_SLOTS: u32 = 2 * MAX_PEERS;
 /// Capacity of the link table.
 pub const MAX_LINKS: u32 = 4_096;
 /// Capacity of the egress-port devmap.
@@ -66,27 +79,125 @@ pub mod config_flags {
 }
 
 /// Value of the peer allowlists (keyed by the peer's IPv4 / IPv6 address): only packets
-/// whose outer source address is a peer are relayed. A relay is never an open relay.
+/// whose outer source address is a peer, tagged with a key of that peer's link, are relayed.
+/// A relay is never an open relay.
 ///
 /// The agent trusts this entry, never a packet's claimed source node, for who sent a hop
 /// message: only a relay peer's address may, and only under its own node ID.
+///
+/// Written whole by userspace (a hash map update replaces the element atomically, so a
+/// packet sees the old keys or the new ones); the per-link state that the datapath writes
+/// lives in `LINK_AUTH` at `auth_slot`, so no update can roll it back.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerValue {
     pub node_id: u32,
     /// A [`PeerKind`].
     pub kind: u8,
-    pub _pad: [u8; 3],
+    /// [`peer_flags`] bits.
+    pub flags: u8,
+    /// Which of `keys` (0 or 1) tags what this node sends to the peer.
+    pub send: u8,
+    pub _pad: u8,
+    /// Index of this link's [`LinkAuth`] in `LINK_AUTH`.
+    pub auth_slot: u32,
+    pub _pad2: u32,
+    /// The link's current and previous key: packets tagged with either are accepted, so keys
+    /// rotate without loss. An ID of 0 is an empty slot.
+    pub keys: [HopKeys; 2],
 }
 
 impl PeerValue {
+    /// A peer without keys: nothing from it verifies until keys are set.
     pub const fn new(node_id: u32, kind: PeerKind) -> Self {
-        Self { node_id, kind: kind as u8, _pad: [0; 3] }
+        Self {
+            node_id,
+            kind: kind as u8,
+            flags: 0,
+            send: 0,
+            _pad: 0,
+            auth_slot: 0,
+            _pad2: 0,
+            keys: [HopKeys::EMPTY; 2],
+        }
     }
 
     /// The entry's kind; `None` for a value no writer of this version produces.
     pub const fn kind(&self) -> Option<PeerKind> {
         PeerKind::from_u8(self.kind)
+    }
+
+    /// Whether packets on this link go untagged.
+    pub const fn no_auth(&self) -> bool {
+        self.flags & peer_flags::NO_AUTH != 0
+    }
+
+    /// The keys with ID `id` (never the empty slot).
+    #[inline(always)]
+    pub fn key(&self, id: u8) -> Option<&HopKeys> {
+        if id == 0 {
+            None
+        } else if self.keys[0].id == id {
+            Some(&self.keys[0])
+        } else if self.keys[1].id == id {
+            Some(&self.keys[1])
+        } else {
+            None
+        }
+    }
+
+    /// The keys that tag what this node sends; `None` if that slot is empty.
+    #[inline(always)]
+    pub fn send_key(&self) -> Option<&HopKeys> {
+        let k = if self.send == 0 { &self.keys[0] } else { &self.keys[1] };
+        if k.id == 0 { None } else { Some(k) }
+    }
+}
+
+/// Bits of [`PeerValue::flags`].
+pub mod peer_flags {
+    /// The link is not authenticated: packets from the peer are not checked and packets to
+    /// it go out untagged (key ID 0). Only for links inside one trusted network, and for the
+    /// benchmark's baseline.
+    pub const NO_AUTH: u8 = 0x01;
+}
+
+/// One key of a link, both directions: each direction has its own SipHash key, so a packet
+/// can never be reflected back to its sender as the peer's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HopKeys {
+    /// The key ID packets carry (1..=255; 0: empty slot).
+    pub id: u8,
+    pub _pad: [u8; 7],
+    /// Verifies what the peer sends.
+    pub rx: crate::auth::Key,
+    /// Tags what this node sends to the peer.
+    pub tx: crate::auth::Key,
+}
+
+impl HopKeys {
+    pub const EMPTY: Self = Self { id: 0, _pad: [0; 7], rx: [0; 2], tx: [0; 2] };
+}
+
+/// Value of `LINK_AUTH` (an array indexed by [`PeerValue::auth_slot`]): the state of a
+/// link's authentication that changes per packet. Initialised by userspace when it adds the
+/// peer (send counter at the wall clock in ns); written by the datapath afterwards.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkAuth {
+    /// Next authentication sequence number the datapath sends to the peer (its lane: the
+    /// top bit clear, see [`crate::auth::LANE_AGENT`]).
+    pub tx_seq: u64,
+    /// Replay windows of what the peer sends, per lane (datapath, agent).
+    pub rx: [[u64; crate::auth::WINDOW_WORDS]; 2],
+}
+
+impl LinkAuth {
+    /// A link whose first packet is sent with sequence number `start` and from which
+    /// nothing was received yet.
+    pub const fn new(start: u64) -> Self {
+        Self { tx_seq: start & !crate::auth::LANE_AGENT, rx: [[0; crate::auth::WINDOW_WORDS]; 2] }
     }
 }
 
@@ -358,6 +469,7 @@ mod pod {
     // with explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for RelayConfig {}
     unsafe impl aya::Pod for PeerValue {}
+    unsafe impl aya::Pod for LinkAuth {}
     unsafe impl aya::Pod for RouteKey {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for RouteValue {}
@@ -373,7 +485,10 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<RelayConfig>(), 12);
-        assert_eq!(size_of::<PeerValue>(), 8);
+        assert_eq!(size_of::<PeerValue>(), 96);
+        assert_eq!(offset_of!(PeerValue, keys), 16);
+        assert_eq!(size_of::<HopKeys>(), 40);
+        assert_eq!(size_of::<LinkAuth>(), 280);
         assert_eq!(size_of::<RouteKey>(), 4);
         assert_eq!(size_of::<FlowKey>(), 8);
         assert_eq!(size_of::<RouteValue>(), 56);

@@ -120,6 +120,17 @@ stats! {
     /// A client peer claimed another node as the packet's overlay source: a client speaks
     /// only for itself (relays carry others' packets, so only clients are held to this).
     DropSpoofedSource = 23, "drop_spoofed_source", Drop;
+    /// No tag (key ID 0) from a peer whose link is authenticated.
+    DropUntagged = 24, "drop_untagged", Drop;
+    /// Tagged with a key ID that is neither of the link's keys (e.g. one retired).
+    DropUnknownKey = 25, "drop_unknown_key", Drop;
+    /// The tag does not verify: forged, or altered on the way.
+    DropBadTag = 26, "drop_bad_tag", Drop;
+    /// A valid tag on an authentication sequence number seen before or older than the
+    /// replay window: a replayed (or very late) packet.
+    DropReplay = 27, "drop_replay", Drop;
+    /// The next hop is not a peer with a key to send with (or its link state is missing).
+    DropNoNextKey = 28, "drop_no_next_key", Drop;
 }
 
 impl Stat {

@@ -1,8 +1,8 @@
 //! The wecan relay header: the one definition of the wire format.
 //!
 //! A relay packet is an ordinary UDP datagram (IPv4 or IPv6 underlay) sent to a relay's
-//! port, whose payload starts with this 24-byte header, followed by the application
-//! payload. All multi-byte fields are big-endian (network order).
+//! port, whose payload starts with this 40-byte header, followed by the application
+//! payload. All multi-byte fields are big-endian (network order) except the tag.
 //!
 //! ```text
 //!  0               1               2               3
@@ -10,7 +10,7 @@
 //! +---------------+---------------+---------------+---------------+
 //! |   magic 'W'   |   magic 'C'   |    version    |     kind      |
 //! +---------------+---------------+---------------+---------------+
-//! |     flags     |   hop limit   |      reserved (must be 0)     |
+//! |     flags     |   hop limit   |    key ID     | reserved (0)  |
 //! +---------------+---------------+---------------+---------------+
 //! |                        source node ID                         |
 //! +---------------------------------------------------------------+
@@ -19,6 +19,14 @@
 //! |                           flow ID                             |
 //! +---------------------------------------------------------------+
 //! |                       sequence number                         |
+//! +---------------------------------------------------------------+
+//! |                                                               |
+//! +                 authentication sequence number                +
+//! |                                                               |
+//! +---------------------------------------------------------------+
+//! |                                                               |
+//! +                  tag (SipHash-2-4 of bytes 0..32)             +
+//! |                                                               |
 //! +---------------------------------------------------------------+
 //! ```
 //!
@@ -30,20 +38,29 @@
 //! - **hop limit**: remaining relay hops. A relay forwards a packet only if its hop limit is
 //!   at least 1 and decrements it when it does; a packet with hop limit 0 can only be
 //!   delivered locally. This bounds routing loops.
+//! - **key ID**, **authentication sequence number**, **tag**: the hop's authentication
+//!   ([`crate::auth`]). Set by whoever sends the packet over a link (client, relay, agent)
+//!   with that link's key; verified, replay-checked and set again at every hop. Key ID 0
+//!   means untagged, for links configured without authentication.
 //! - **source / destination node**: end points of the overlay path (clients and relays
 //!   are all nodes). Relays route on the destination node.
 //! - **flow ID**: chosen by the source; lets a route be overridden per flow.
 //! - **sequence number**: per flow, chosen by the source; relays do not look at it.
 //!
+//! The tag covers the header, not the payload: a hop proves who sent the packet over the
+//! link and that routing fields and sequence are as sent. Payload integrity and secrecy are
+//! end to end, between the applications.
+//!
 //! A **probe** is sent by a relay's agent to a peer, with the peer as destination node; its
 //! payload is the sender's 8-byte timestamp ([`ProbeBody`]). The peer turns it around as a
 //! **probe reply** (kind changed, source/destination swapped at every layer, payload
-//! echoed), in XDP unless configured otherwise, so the sender measures the link's RTT.
+//! echoed, tagged for the way back), in XDP unless configured otherwise, so the sender
+//! measures the link's RTT.
 
 /// First two bytes of every relay header.
 pub const MAGIC: [u8; 2] = *b"WC";
 /// The version this code speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of [`RelayHeader`] on the wire.
 pub const HEADER_LEN: usize = core::mem::size_of::<RelayHeader>();
 /// Default UDP port of a relay.
@@ -137,7 +154,7 @@ pub enum WireError {
     BadVersion(u8),
     /// A kind outside [`PacketKind`].
     BadKind(u8),
-    /// The reserved bytes are not zero.
+    /// The reserved byte is not zero.
     BadReserved,
 }
 
@@ -148,7 +165,7 @@ impl core::fmt::Display for WireError {
             Self::BadMagic => write!(f, "bad magic (not a wecan relay packet)"),
             Self::BadVersion(v) => write!(f, "unsupported version {v} (this is version {VERSION})"),
             Self::BadKind(k) => write!(f, "unknown packet kind {k}"),
-            Self::BadReserved => write!(f, "reserved bytes are not zero"),
+            Self::BadReserved => write!(f, "reserved byte is not zero"),
         }
     }
 }
@@ -165,11 +182,14 @@ pub struct RelayHeader {
     pub kind: u8,
     pub flags: u8,
     pub hop_limit: u8,
-    pub reserved: [u8; 2],
+    pub key_id: u8,
+    pub reserved: u8,
     pub src_node: [u8; 4],
     pub dst_node: [u8; 4],
     pub flow_id: [u8; 4],
     pub seq: [u8; 4],
+    pub auth_seq: [u8; 8],
+    pub tag: [u8; 8],
 }
 
 impl RelayHeader {
@@ -187,15 +207,18 @@ impl RelayHeader {
             kind: kind as u8,
             flags: 0,
             hop_limit: DEFAULT_HOP_LIMIT,
-            reserved: [0; 2],
+            key_id: 0,
+            reserved: 0,
             src_node: src_node.to_be_bytes(),
             dst_node: dst_node.to_be_bytes(),
             flow_id: flow_id.to_be_bytes(),
             seq: seq.to_be_bytes(),
+            auth_seq: [0; 8],
+            tag: [0; 8],
         }
     }
 
-    /// Checks magic, version, kind and reserved bytes. Both the XDP program and userspace
+    /// Checks magic, version, kind and the reserved byte. Both the XDP program and userspace
     /// use this, so they accept exactly the same headers.
     #[inline(always)]
     pub fn validate(&self) -> Result<PacketKind, WireError> {
@@ -205,7 +228,7 @@ impl RelayHeader {
         if self.version != VERSION {
             return Err(WireError::BadVersion(self.version));
         }
-        if self.reserved != [0; 2] {
+        if self.reserved != 0 {
             return Err(WireError::BadReserved);
         }
         match PacketKind::from_u8(self.kind) {
@@ -226,6 +249,9 @@ impl RelayHeader {
     pub const fn seq(&self) -> u32 {
         u32::from_be_bytes(self.seq)
     }
+    pub const fn auth_seq(&self) -> u64 {
+        u64::from_be_bytes(self.auth_seq)
+    }
 
     /// The header as wire bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
@@ -235,11 +261,14 @@ impl RelayHeader {
         out[3] = self.kind;
         out[4] = self.flags;
         out[5] = self.hop_limit;
-        out[6..8].copy_from_slice(&self.reserved);
+        out[6] = self.key_id;
+        out[7] = self.reserved;
         out[8..12].copy_from_slice(&self.src_node);
         out[12..16].copy_from_slice(&self.dst_node);
         out[16..20].copy_from_slice(&self.flow_id);
         out[20..24].copy_from_slice(&self.seq);
+        out[24..32].copy_from_slice(&self.auth_seq);
+        out[32..40].copy_from_slice(&self.tag);
         out
     }
 
@@ -249,17 +278,25 @@ impl RelayHeader {
             return Err(WireError::Truncated);
         };
         let four = |at: usize| [head[at], head[at + 1], head[at + 2], head[at + 3]];
+        let eight = |at: usize| {
+            let mut b = [0; 8];
+            b.copy_from_slice(&head[at..at + 8]);
+            b
+        };
         let hdr = Self {
             magic: [head[0], head[1]],
             version: head[2],
             kind: head[3],
             flags: head[4],
             hop_limit: head[5],
-            reserved: [head[6], head[7]],
+            key_id: head[6],
+            reserved: head[7],
             src_node: four(8),
             dst_node: four(12),
             flow_id: four(16),
             seq: four(20),
+            auth_seq: eight(24),
+            tag: eight(32),
         };
         hdr.validate()?;
         Ok((hdr, payload))
@@ -271,12 +308,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_is_24_bytes_align_1() {
-        assert_eq!(HEADER_LEN, 24);
+    fn layout_is_40_bytes_align_1() {
+        assert_eq!(HEADER_LEN, 40);
         assert_eq!(core::mem::align_of::<RelayHeader>(), 1);
         assert_eq!(core::mem::offset_of!(RelayHeader, hop_limit), 5);
         assert_eq!(core::mem::offset_of!(RelayHeader, src_node), 8);
+        assert_eq!(core::mem::offset_of!(RelayHeader, key_id), 6);
         assert_eq!(core::mem::offset_of!(RelayHeader, seq), 20);
+        assert_eq!(core::mem::offset_of!(RelayHeader, auth_seq), 24);
+        assert_eq!(core::mem::offset_of!(RelayHeader, tag), crate::auth::TAGGED_LEN);
     }
 
     #[test]
@@ -284,6 +324,9 @@ mod tests {
         let mut h = RelayHeader::new(PacketKind::Nack, 1, 0xdead_beef, 7, u32::MAX);
         h.flags = flags::RELIABLE;
         h.hop_limit = 3;
+        h.key_id = 9;
+        h.auth_seq = 0x0102_0304_0506_0708u64.to_be_bytes();
+        h.tag = [0xaa; 8];
         let mut pkt = h.to_bytes().to_vec();
         pkt.extend_from_slice(b"payload");
         let (back, payload) = RelayHeader::decode(&pkt).unwrap();
@@ -294,7 +337,10 @@ mod tests {
         assert_eq!(back.validate(), Ok(PacketKind::Nack));
         // Network byte order on the wire.
         assert_eq!(&pkt[12..16], &[0xde, 0xad, 0xbe, 0xef]);
-        assert_eq!(&pkt[0..4], b"WC\x01\x03");
+        assert_eq!(&pkt[0..4], b"WC\x02\x03");
+        assert_eq!(pkt[6], 9);
+        assert_eq!(back.auth_seq(), 0x0102_0304_0506_0708);
+        assert_eq!(&pkt[32..40], &[0xaa; 8]);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use aya::{
 };
 use wecan_common::{
     maps::{
-        FAMILY_V4, FAMILY_V6, FlowKey, LinkValue, PeerKind, PeerValue, RelayConfig, RouteKey,
-        RouteValue, names,
+        FAMILY_V4, FAMILY_V6, FlowKey, LinkAuth, LinkValue, MAX_AUTH_SLOTS, PeerValue, RelayConfig,
+        RouteKey, RouteValue, names,
     },
     stats::{Counter, Stat},
 };
@@ -75,6 +75,7 @@ pub struct Maps {
     tx_ports: DevMapHash<MapData>,
     stats: PerCpuArray<MapData, Counter>,
     links: HashMap<MapData, u32, LinkValue>,
+    link_auth: Array<MapData, LinkAuth>,
 }
 
 fn typed<T>(name: &str, map: Map) -> Result<T>
@@ -120,6 +121,7 @@ impl Maps {
             tx_ports: typed(names::TX_PORTS, get(names::TX_PORTS)?)?,
             stats: typed(names::STATS, get(names::STATS)?)?,
             links: typed(names::LINKS, get(names::LINKS)?)?,
+            link_auth: typed(names::LINK_AUTH, get(names::LINK_AUTH)?)?,
         })
     }
 
@@ -131,13 +133,32 @@ impl Maps {
         Ok(self.config.set(0, cfg, 0)?)
     }
 
-    pub fn add_peer(&mut self, addr: IpAddr, node_id: u32, kind: PeerKind) -> Result<()> {
-        let v = PeerValue::new(node_id, kind);
+    /// Adds peer `addr`, or replaces its entry (node, kind, keys) in one atomic update. A
+    /// new peer gets a free `LINK_AUTH` slot, reset, its send counter at the wall clock; a
+    /// replaced one keeps its slot, so its counter and replay windows carry on.
+    pub fn add_peer(&mut self, addr: IpAddr, mut value: PeerValue) -> Result<()> {
+        value.auth_slot = match self.peer(addr) {
+            Some(old) => old.auth_slot,
+            None => {
+                let slot = self.free_auth_slot()?;
+                self.link_auth.set(slot, LinkAuth::new(wall_ns()), 0)?;
+                slot
+            }
+        };
         match addr {
-            IpAddr::V4(a) => self.peers_v4.insert(a.octets(), v, 0)?,
-            IpAddr::V6(a) => self.peers_v6.insert(a.octets(), v, 0)?,
+            IpAddr::V4(a) => self.peers_v4.insert(a.octets(), value, 0)?,
+            IpAddr::V6(a) => self.peers_v6.insert(a.octets(), value, 0)?,
         }
         Ok(())
+    }
+
+    /// The lowest `LINK_AUTH` slot no peer holds.
+    fn free_auth_slot(&self) -> Result<u32> {
+        let used: std::collections::BTreeSet<u32> =
+            self.peers()?.iter().map(|(_, v)| v.auth_slot).collect();
+        (0..MAX_AUTH_SLOTS)
+            .find(|s| !used.contains(s))
+            .ok_or_else(|| anyhow!("all {MAX_AUTH_SLOTS} link authentication slots are in use"))
     }
 
     pub fn remove_peer(&mut self, addr: IpAddr) -> Result<()> {
@@ -304,6 +325,12 @@ impl Maps {
             })
             .collect()
     }
+}
+
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// "dst 3" or "dst 3 flow 7", for messages.

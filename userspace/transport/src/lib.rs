@@ -7,7 +7,9 @@
 //! - [`arq`]: per-hop selective retransmission (sender, receiver, NACKs).
 //! - [`hop`]: the pipeline between two adjacent relays that combines them: [`hop::LinkTx`]
 //!   at the sending relay, [`hop::LinkRx`] at the receiving one, and their wire format.
+//! - [`auth`]: hop authentication for userspace ends of a link: keys, sealing, verifying.
 
 pub mod arq;
+pub mod auth;
 pub mod fec;
 pub mod hop;

@@ -25,7 +25,7 @@ use aya_ebpf::{
 static SINK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Bytes of headers the generator restores: Ethernet, IPv4, UDP and the relay header.
-const TEMPLATE_LEN: usize = 14 + 20 + 8 + 24;
+const TEMPLATE_LEN: usize = 14 + 20 + 8 + wecan_common::wire::HEADER_LEN;
 
 /// The generator's header template (index 0). Written by the benchmark; read by the
 /// generator per frame.

@@ -40,6 +40,7 @@ use wecan_tests::{
     scenario,
     topology::{Topology, iface},
 };
+use wecan_transport::auth::{self as hop_auth, Sealer, Windows};
 
 /// Single-run BPF_PROG_TEST_RUN calls per program and round (see `cost`).
 const COST_CALLS: u32 = 200_000;
@@ -62,6 +63,12 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
     r.insert("relay_cost_ratio_v6", cost.v6 / cost.min);
     r.insert("floor_ns_per_pkt", cost.floor);
     r.insert("relay_ns_per_pkt_v4_nocache", cost.v4_nocache);
+    r.insert("relay_ns_per_pkt_v4_noauth", cost.v4_noauth);
+    r.insert("relay_ns_per_pkt_v6_noauth", cost.v6_noauth);
+    r.insert("relay_ns_per_pkt_v4_verify_only", cost.v4_verify_only);
+    r.insert("auth_cost_ratio_v4", cost.v4 / cost.v4_noauth);
+    r.insert("auth_cost_ratio_v6", cost.v6 / cost.v6_noauth);
+    r.insert("hop_auth_ns_per_pkt", hop_auth_ns());
     r.insert("relay_ns_per_pkt_v6_nocache", cost.v6_nocache);
 
     eprintln!("bench: forwarding rate G → R → S…");
@@ -164,6 +171,13 @@ struct Cost {
     min: f64,
     v4: f64,
     v6: f64,
+    /// The same paths with the links unauthenticated (`auth = "none"`): no tag verified or
+    /// set.
+    v4_noauth: f64,
+    v6_noauth: f64,
+    /// IPv4 with only the incoming link keyed: one tag verified, none set (what one key
+    /// verified at every hop, Cilium-style, would cost per hop).
+    v4_verify_only: f64,
     /// With `fib_cache_ms = 0`: `bpf_fib_lookup` on every packet.
     v4_nocache: f64,
     v6_nocache: f64,
@@ -181,13 +195,20 @@ fn in_netns_fixture<T: Send + 'static>(
     .map_err(|_| anyhow!("benchmark thread panicked"))?
 }
 
-/// Mean kernel-measured ns per run of `pkt` through `prog`, over `COST_CALLS` calls of
-/// one run each; fails unless every call returns `verdict`.
-fn time_prog(prog: &Xdp, pkt: &[u8], ctx: &[u8], verdict: u32) -> Result<f64> {
+/// Mean kernel-measured ns per run of the packets `next` makes through `prog`, over
+/// `COST_CALLS` calls of one run each; fails unless every call returns `verdict`. Sealed
+/// packets are made afresh for each call (a packet is accepted once); outside the timing.
+fn time_prog(
+    prog: &Xdp,
+    mut next: impl FnMut() -> Vec<u8>,
+    ctx: &[u8],
+    verdict: u32,
+) -> Result<f64> {
     let mut total = Duration::ZERO;
     for _ in 0..COST_CALLS {
+        let pkt = next();
         let mut opts = TestRunOptions::new();
-        opts.data_in = Some(pkt);
+        opts.data_in = Some(&pkt);
         opts.ctx_in = Some(ctx);
         let res = prog.test_run(opts)?;
         if res.return_value != verdict {
@@ -205,22 +226,39 @@ fn time_prog(prog: &Xdp, pkt: &[u8], ctx: &[u8], verdict: u32) -> Result<f64> {
 fn cost(f: &mut Fixture) -> Result<Cost> {
     let mut ctx = [0u8; 24];
     ctx[12..16].copy_from_slice(&f.in_if.to_ne_bytes());
-    let v4 = golden::from_peer(f, TX_V4, 1, 16);
-    let v6 = golden::v6(
-        PEER_MAC,
-        f.in_mac,
-        "fd01::2",
-        "fd01::1",
-        20,
-        (40000, golden::PORT),
-        &golden::relay_payload(TX_V6, 1, 16),
-    );
+    let in_mac = f.in_mac;
+    let v4_frame = move |p: &[u8]| {
+        golden::v4(PEER_MAC, in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, golden::PORT), p)
+    };
+    let v6_frame = move |p: &[u8]| {
+        golden::v6(PEER_MAC, in_mac, "fd01::2", "fd01::1", 20, (40000, golden::PORT), p)
+    };
+    let v4 = v4_frame(&golden::relay_payload(TX_V4, 1, 16));
+    let v6 = v6_frame(&golden::relay_payload(TX_V6, 1, 16));
     let ctx_for = |pkt: &[u8]| {
         let mut c = ctx;
         c[4..8].copy_from_slice(&(pkt.len() as u32).to_ne_bytes());
         c
     };
     let (ctx4, ctx6) = (ctx_for(&v4), ctx_for(&v6));
+    let (mut next4, mut next6) =
+        (sealing("10.1.0.2", TX_V4, v4_frame), sealing("fd01::2", TX_V6, v6_frame));
+
+    // The links the benchmark packets take, keyed (as configured) or not.
+    let links = ["10.1.0.2", "fd01::2", "10.1.0.3", "fd01::3"].map(golden::ip);
+    let keyed: Vec<_> =
+        links.iter().map(|&a| f.relay.maps.peer(a).context("peer")).collect::<Result<_>>()?;
+    // Which of the links (in: from the peer; out: to the next hop) are keyed.
+    let set_auth = |f: &mut Fixture, incoming: bool, outgoing: bool| -> Result<()> {
+        for (i, (&a, v)) in links.iter().zip(&keyed).enumerate() {
+            let mut v = *v;
+            if !(if i < 2 { incoming } else { outgoing }) {
+                v.flags = wecan_common::maps::peer_flags::NO_AUTH;
+            }
+            f.relay.maps.add_peer(a, v)?;
+        }
+        Ok(())
+    };
 
     let mut testkit = Ebpf::load(TESTKIT_OBJECT)?;
     for name in ["testkit_mac_swap_tx", "testkit_pass"] {
@@ -230,31 +268,82 @@ fn cost(f: &mut Fixture) -> Result<Cost> {
     let xdp = wecan_common::stats::xdp::TX;
     let (mut floor, mut min, mut r4, mut r6) = (vec![], vec![], vec![], vec![]);
     let (mut r4_nocache, mut r6_nocache) = (vec![], vec![]);
+    let (mut r4_noauth, mut r6_noauth, mut r4_verify) = (vec![], vec![], vec![]);
     // The FIB cache is per CPU: stay on one.
     pin_to_cpu(1);
     for _ in 0..COST_ROUNDS {
         let swap: &Xdp = testkit.program("testkit_mac_swap_tx").context("testkit")?.try_into()?;
-        min.push(time_prog(swap, &v4, &ctx4, xdp)?);
+        min.push(time_prog(swap, || v4.clone(), &ctx4, xdp)?);
         let pass: &Xdp = testkit.program("testkit_pass").context("testkit")?.try_into()?;
-        floor.push(time_prog(pass, &v4, &ctx4, wecan_common::stats::xdp::PASS)?);
+        floor.push(time_prog(pass, || v4.clone(), &ctx4, wecan_common::stats::xdp::PASS)?);
         for (cache_ms, r4, r6) in
             [(DEFAULT_FIB_CACHE_MS, &mut r4, &mut r6), (0, &mut r4_nocache, &mut r6_nocache)]
         {
             f.set_fib_cache_ms(cache_ms)?;
             let relay = f.relay.program()?;
-            r4.push(time_prog(relay, &v4, &ctx4, xdp).context("relay, IPv4")?);
-            let relay = f.relay.program()?;
-            r6.push(time_prog(relay, &v6, &ctx6, xdp).context("relay, IPv6")?);
+            r4.push(time_prog(relay, &mut next4, &ctx4, xdp).context("relay, IPv4")?);
+            r6.push(time_prog(relay, &mut next6, &ctx6, xdp).context("relay, IPv6")?);
         }
+        // Beside the first rows, with the default FIB cache: only the incoming link keyed
+        // (one tag verified, none set), then neither.
+        f.set_fib_cache_ms(DEFAULT_FIB_CACHE_MS)?;
+        set_auth(f, true, false)?;
+        let relay = f.relay.program()?;
+        r4_verify.push(time_prog(relay, &mut next4, &ctx4, xdp).context("IPv4, verify only")?);
+        set_auth(f, false, false)?;
+        let relay = f.relay.program()?;
+        r4_noauth.push(time_prog(relay, || v4.clone(), &ctx4, xdp).context("IPv4, no auth")?);
+        r6_noauth.push(time_prog(relay, || v6.clone(), &ctx6, xdp).context("IPv6, no auth")?);
+        set_auth(f, true, true)?;
     }
     Ok(Cost {
         floor: median(floor),
         min: median(min),
         v4: median(r4),
         v6: median(r6),
+        v4_noauth: median(r4_noauth),
+        v6_noauth: median(r6_noauth),
+        v4_verify_only: median(r4_verify),
         v4_nocache: median(r4_nocache),
         v6_nocache: median(r6_nocache),
     })
+}
+
+/// Packets to `dst` from peer `from` (node 2), each sealed afresh as that peer's end of the
+/// link would, in the frames `frame` builds.
+fn sealing(
+    from: &'static str,
+    dst: u32,
+    frame: impl Fn(&[u8]) -> Vec<u8>,
+) -> impl FnMut() -> Vec<u8> {
+    let view = Fixture::view_of_me(from, 2, 1);
+    let mut sealer = Sealer::new(1 << 50);
+    move || {
+        let mut p = golden::relay_payload(dst, 1, 16);
+        sealer.seal(&mut p, &view).expect("keyed");
+        frame(&p)
+    }
+}
+
+/// Userspace hop authentication per packet, as the agent pays it for every packet it
+/// forwards: verify what came in (tag and replay window), seal what goes out, on 1,200-byte
+/// packets (only the header is tagged).
+fn hop_auth_ns() -> f64 {
+    const N: u64 = 1_000_000;
+    // Node 2's entry for this relay (it seals), and this relay's entry for node 2.
+    let mine = Fixture::view_of_me("10.1.0.2", 2, 1);
+    let mut theirs = wecan_common::maps::PeerValue::new(2, wecan_common::maps::PeerKind::Relay);
+    theirs.keys[0] = hop_auth::link_keys(&golden::secret("10.1.0.2", 1), 1, golden::ME, 2);
+    let mut tx = Sealer::new(1 << 50);
+    let rx = Windows::default();
+    let mut pkt = golden::relay_payload(TX_V4, 1, 16);
+    pkt.resize(1200, 0);
+    let start = Instant::now();
+    for _ in 0..N {
+        tx.seal(&mut pkt, &mine).expect("keyed");
+        hop_auth::verify(std::hint::black_box(&pkt), &theirs, &rx).expect("verifies once");
+    }
+    start.elapsed().as_nanos() as f64 / N as f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -278,6 +367,9 @@ enum Variant {
 
 fn rates() -> Result<Vec<(&'static str, f64)>> {
     let mut t = Topology::new("bench")?;
+    // The generator replays one template frame, which a keyed link refuses as a replay: the
+    // rates are of unauthenticated links (authentication's cost is the per-packet ratio).
+    t.without_auth();
     t.node("r", 1)?;
     t.client_node("g", 100)?;
     t.client_node("s", 200)?;
@@ -677,10 +769,26 @@ fn render(r: &BTreeMap<&'static str, f64>) -> String {
         ("wecan relay, IPv6 forward (XDP_TX)", "relay_ns_per_pkt_v6"),
         ("  IPv4, FIB lookup every packet", "relay_ns_per_pkt_v4_nocache"),
         ("  IPv6, FIB lookup every packet", "relay_ns_per_pkt_v6_nocache"),
+        ("  IPv4, incoming link keyed only", "relay_ns_per_pkt_v4_verify_only"),
+        ("  IPv4, links unauthenticated", "relay_ns_per_pkt_v4_noauth"),
+        ("  IPv6, links unauthenticated", "relay_ns_per_pkt_v6_noauth"),
     ];
     for (name, k) in rows {
         let _ = writeln!(s, "  {:<40} {:>10.1}  {:>7.2}×", name, r[k], r[k] / r["min_ns_per_pkt"]);
     }
+    let _ = writeln!(
+        s,
+        "  hop authentication adds (verify + seal)   IPv4 {:>5.1} ns ({:.2}×), IPv6 {:>5.1} ns ({:.2}×)",
+        r["relay_ns_per_pkt_v4"] - r["relay_ns_per_pkt_v4_noauth"],
+        r["auth_cost_ratio_v4"],
+        r["relay_ns_per_pkt_v6"] - r["relay_ns_per_pkt_v6_noauth"],
+        r["auth_cost_ratio_v6"],
+    );
+    let _ = writeln!(
+        s,
+        "  in the agent, per forwarded packet (verify + seal, userspace)  {:>5.1} ns",
+        r["hop_auth_ns_per_pkt"],
+    );
     let _ = writeln!(
         s,
         "\nforwarding rate G → R → S, 64-byte UDP payload, best over a sweep of offered loads"
@@ -754,9 +862,14 @@ JSON: `{json}`\n\n\
 - **Per-packet cost**: BPF_PROG_TEST_RUN of the real relay object in a namespace with real\n  \
 routes and neighbours (the golden-packet fixture), {calls} calls per program and round, one run\n  \
 per call, rounds interleaved, median. The relay takes its full forwarding path (parse, peer\n  \
-check, header check, flow and destination lookups, egress from the per-CPU FIB cache\n  \
-(`fib_cache_ms` = 10, the default), rewrite with checksum updates, XDP_TX); the two indented\n  \
-rows set `fib_cache_ms = 0`, so `bpf_fib_lookup` runs on every packet. One run per call because with repeat > 1 the kernel runs the program on its\n  \
+check, header check, tag check and replay window, flow and destination lookups, egress from the per-CPU FIB cache\n  \
+(`fib_cache_ms` = 10, the default), a new tag, rewrite with checksum updates, XDP_TX); the first\n  \
+two indented rows set `fib_cache_ms = 0`, so `bpf_fib_lookup` runs on every packet; the unauthenticated rows\n  \
+mark the benchmark's links `auth = \"none\"` (no tag verified or set) in the same rounds, and the\n  \
+authenticated packets are sealed afresh for every call (a packet is accepted once), outside the\n  \
+timing. The agent's row times `Sealer::seal` and `verify` (tag and replay window) of\n  \
+`wecan_transport::auth` on a 1,200-byte packet, one million times in one thread. The forwarding\n  \
+rates below are of unauthenticated links: the generator replays one template frame. One run per call because with repeat > 1 the kernel runs the program on its\n  \
 own output (the rewritten packet is no longer from a peer) and, on this kernel, each such call\n  \
 also spends ~40 ms updating the XDP dispatcher. The kernel times the run, not the syscall, but\n  \
 its two clock reads fall inside the window: the XDP_PASS-only program shows that floor.\n\
@@ -833,6 +946,12 @@ fn goals(r: &BTreeMap<&'static str, f64>) -> String {
             r["relay_cost_ratio_v6"],
             "×",
             r["relay_cost_ratio_v6"] <= 1.5,
+        ),
+        (
+            "hop authentication adds ≤ 25 % to the relay (IPv4)",
+            r["auth_cost_ratio_v4"],
+            "×",
+            r["auth_cost_ratio_v4"] <= 1.25,
         ),
         ("XDP ≥ 5× the userspace relay", r["xdp_vs_userspace"], "×", r["xdp_vs_userspace"] >= 5.0),
         ("XDP ≥ 2× kernel forwarding", r["xdp_vs_kernel"], "×", r["xdp_vs_kernel"] >= 2.0),

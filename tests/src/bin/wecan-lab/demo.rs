@@ -24,7 +24,7 @@ use std::{
 };
 
 use anyhow::Result;
-use wecan_client::{SendSpec, fill_payload, send};
+use wecan_client::{EdgeLink, SendSpec, fill_payload, send};
 use wecan_common::wire::{HEADER_LEN, RelayHeader};
 use wecan_tests::{
     impair::Impairment,
@@ -70,6 +70,9 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     let corrupt = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let rx_stop = Arc::new(AtomicBool::new(false));
+    // Each client's end of the authenticated link to its edge relay.
+    let rx_link = EdgeLink::keyed(200, 3, 1, t.secret("b", "r3")?);
+    let mut tx_link = EdgeLink::keyed(100, 1, 1, t.secret("a", "r1")?);
     let receiver = {
         let (ns, addr) = (t.ns("b").name.clone(), t.addr("b", "r3"));
         let (delivered, corrupt, rx_stop) = (delivered.clone(), corrupt.clone(), rx_stop.clone());
@@ -79,11 +82,13 @@ pub fn run(duration: Option<u64>) -> Result<()> {
             let mut buf = [0u8; 2048];
             while !rx_stop.load(Ordering::Relaxed) {
                 let Ok(n) = sock.recv(&mut buf) else { continue };
-                let ok = RelayHeader::decode(&buf[..n]).is_ok_and(|(h, payload)| {
-                    let mut expect = vec![0u8; payload.len()];
-                    fill_payload(h.flow_id(), h.seq(), &mut expect);
-                    expect == payload
-                });
+                let authentic = rx_link.verify(&buf[..n]).is_ok();
+                let ok = authentic
+                    && RelayHeader::decode(&buf[..n]).is_ok_and(|(h, payload)| {
+                        let mut expect = vec![0u8; payload.len()];
+                        fill_payload(h.flow_id(), h.seq(), &mut expect);
+                        expect == payload
+                    });
                 if ok { &delivered } else { &corrupt }.fetch_add(1, Ordering::Relaxed);
             }
         })
@@ -109,7 +114,7 @@ pub fn run(duration: Option<u64>) -> Result<()> {
                 };
                 // Counted before sending, so the live line never shows more delivered than sent.
                 sent.fetch_add(u64::from(spec.count), Ordering::Relaxed);
-                send(&sock, &spec)?;
+                send(&sock, &spec, &mut tx_link)?;
                 seq = seq.wrapping_add(spec.count);
             }
             Ok(())

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! wecan routes list | get DST [--flow F] | add DST --via ADDR [--port P] [--flow F] [--protect MODE] | del DST [--flow F]
-//! wecan peers list | add ADDR --node N | del ADDR
+//! wecan peers list | add ADDR --node N (--key ID:SECRET | --no-auth) | key ADDR [--add ID:SECRET] [--send ID] | del ADDR
+//! wecan key generate
 //! wecan stats
 //! wecan links
 //! wecan protection
@@ -24,12 +25,15 @@ use wecan_agent::{
 };
 use wecan_api::{AuthReply, RoutesReply, Topology};
 use wecan_common::{
-    maps::{PeerKind, RouteAction, RouteOrigin, RouteValue},
+    maps::{PeerKind, PeerValue, RouteAction, RouteOrigin, RouteValue, peer_flags},
     wire::DEFAULT_PORT,
 };
 use wecan_datapath::maps::{Maps, RouteSel, describe};
 use wecan_os::netns;
-use wecan_transport::hop::ProtectMode;
+use wecan_transport::{
+    auth::{self, Secret},
+    hop::ProtectMode,
+};
 
 #[derive(Parser)]
 #[command(version, about = "Inspect and steer a wecan relay")]
@@ -71,6 +75,15 @@ enum Cmd {
     /// Per-hop protection of each protected link and direction (FEC groups, repairs, NACKs,
     /// retransmissions, residual loss), as the running agent last published it.
     Protection,
+    /// Link secrets for hop authentication.
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Print a fresh random link secret (64 hex digits) for both ends' `keys`.
+    Generate,
 }
 
 /// Commands on this relay's pinned maps.
@@ -152,6 +165,23 @@ enum PeersCmd {
         /// `relay` (probed, a possible next hop, may send hop messages) or `client`.
         #[arg(long, default_value = "relay", value_parser = parse_kind)]
         kind: PeerKind,
+        /// The link's key, ID:SECRET (SECRET: 64 hex digits, the same at both ends).
+        #[arg(long, value_parser = parse_key, conflicts_with = "no_auth")]
+        key: Option<(u8, Secret)>,
+        /// The link is not authenticated (a trusted network only).
+        #[arg(long)]
+        no_auth: bool,
+    },
+    /// Rotate a link's keys without loss: `--add` the new key at both ends (it replaces the
+    /// one not sending), then `--send` with it at both ends.
+    Key {
+        addr: IpAddr,
+        /// Install this key, ID:SECRET, in the slot of the key that is not sending.
+        #[arg(long, value_parser = parse_key)]
+        add: Option<(u8, Secret)>,
+        /// Tag what this relay sends to the peer with key ID.
+        #[arg(long)]
+        send: Option<u8>,
     },
     Del {
         addr: IpAddr,
@@ -160,6 +190,15 @@ enum PeersCmd {
 
 fn parse_kind(s: &str) -> Result<PeerKind, String> {
     s.parse().map_err(|e: wecan_common::maps::UnknownPeerKind| e.to_string())
+}
+
+fn parse_key(s: &str) -> Result<(u8, Secret), String> {
+    let (id, secret) = s.split_once(':').ok_or("expected ID:SECRET, e.g. 1:<64 hex digits>")?;
+    let id: u8 = id.parse().map_err(|_| format!("key ID {id:?}: use 1..=255"))?;
+    if id == 0 {
+        return Err("key ID 0 means untagged; use 1..=255".into());
+    }
+    Ok((id, secret.parse().map_err(|e: auth::BadSecret| e.to_string())?))
 }
 
 fn parse_action(s: &str) -> Result<RouteAction, String> {
@@ -270,6 +309,14 @@ fn controller(
     }
 }
 
+/// This relay's node ID, which link keys are derived for.
+fn me(maps: &Maps) -> Result<u32> {
+    match maps.config()?.node_id {
+        0 => bail!("the relay is not configured yet (no node ID); start its agent first"),
+        id => Ok(id),
+    }
+}
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("wecan: {e:#}");
@@ -293,6 +340,12 @@ fn real_main() -> Result<()> {
         }
         // The agent publishes these outside bpffs, in no namespace of its own.
         Cmd::Protection => return protection(&pin_dir()?, cli.json),
+        Cmd::Key(KeyCmd::Generate) => {
+            let mut b = [0u8; auth::SECRET_LEN];
+            getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            println!("{}", Secret::new(b).to_hex());
+            return Ok(());
+        }
         Cmd::Map(cmd) => cmd,
     };
     if let Some(ns) = &cli.netns {
@@ -362,11 +415,46 @@ fn real_main() -> Result<()> {
                 maps.peers()?.iter().map(|(a, v)| PeerRow::new(*a, v)).collect();
             output::print(&rows, cli.json)
         }
-        MapCmd::Peers { cmd: Some(PeersCmd::Add { addr, node, kind }) } => {
+        MapCmd::Peers { cmd: Some(PeersCmd::Add { addr, node, kind, key, no_auth }) } => {
             if node == 0 {
                 bail!("--node: node 0 is reserved");
             }
-            maps.add_peer(addr, node, kind)
+            let mut v = PeerValue::new(node, kind);
+            match key {
+                Some((id, secret)) => v.keys[0] = auth::link_keys(&secret, id, me(&maps)?, node),
+                None if no_auth => v.flags = peer_flags::NO_AUTH,
+                None => bail!(
+                    "--key: missing; give the link's key as ID:SECRET (`wecan key generate` makes a secret), or --no-auth for a trusted network"
+                ),
+            }
+            maps.add_peer(addr, v)
+        }
+        MapCmd::Peers { cmd: Some(PeersCmd::Key { addr, add, send }) } => {
+            let Some(mut v) = maps.peer(addr) else {
+                bail!(
+                    "{addr} is not a peer; add it first (`wecan peers add {addr} --node N --key ID:SECRET`)"
+                );
+            };
+            if v.no_auth() {
+                bail!("{addr}: the link is not authenticated; re-add it with --key");
+            }
+            if add.is_none() && send.is_none() {
+                bail!("nothing to do: give --add ID:SECRET and/or --send ID");
+            }
+            if let Some((id, secret)) = add {
+                let spare = 1 - usize::from(v.send & 1);
+                if v.keys[usize::from(v.send & 1)].id == id {
+                    bail!("--add: key {id} is the one sending; give the new key another ID");
+                }
+                v.keys[spare] = auth::link_keys(&secret, id, me(&maps)?, v.node_id);
+            }
+            if let Some(id) = send {
+                v.send = match v.keys.iter().position(|k| k.id == id && id != 0) {
+                    Some(slot) => slot as u8,
+                    None => bail!("--send: {addr} has no key {id}; --add it first"),
+                };
+            }
+            maps.add_peer(addr, v)
         }
         MapCmd::Peers { cmd: Some(PeersCmd::Del { addr }) } => maps.remove_peer(addr),
         MapCmd::Links => {

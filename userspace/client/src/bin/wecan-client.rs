@@ -1,9 +1,11 @@
 //! wecan-client: send and receive relay packets (used by the demo and the tests).
 //!
 //! ```text
-//! wecan-client send --to ADDR:PORT --src-node A --dst-node B [--flow F] [--count N] [--rate PPS] [--size BYTES] [--reliable]
-//! wecan-client recv --bind ADDR:PORT --count N [--timeout SECS] [--json]
+//! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] send --to ADDR:PORT --dst-node B [--flow F] [--count N] [--rate PPS] [--size BYTES] [--reliable]
+//! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] recv --bind ADDR:PORT --count N [--timeout SECS] [--json]
 //! ```
+//! With `--key`, packets to the edge are sealed and packets from it verified with the key
+//! the edge's config lists for this client; without it the link must be `auth = "none"`.
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -13,7 +15,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use wecan_client::{self as client, Receiver, SendSpec};
+use wecan_client::{self as client, EdgeLink, Receiver, SendSpec};
 use wecan_common::wire::{DEFAULT_HOP_LIMIT, HEADER_LEN, flags};
 use wecan_os::{netns, sockopt};
 
@@ -23,8 +25,33 @@ struct Cli {
     /// Run inside this network namespace.
     #[arg(long, global = true)]
     netns: Option<String>,
+    /// The key of the link to the edge relay, ID:SECRET (SECRET: 64 hex digits).
+    #[arg(long, global = true, requires_all = ["node", "edge_node"])]
+    key: Option<String>,
+    /// This client's node ID (for the key; `send` takes it as the source node too).
+    #[arg(long, global = true)]
+    node: Option<u32>,
+    /// Node ID of the edge relay this client is attached to.
+    #[arg(long, global = true)]
+    edge_node: Option<u32>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// The link to the edge as the command line describes it.
+fn edge_link(cli: &Cli) -> Result<EdgeLink> {
+    let (Some(key), Some(me), Some(edge)) = (&cli.key, cli.node, cli.edge_node) else {
+        return Ok(EdgeLink::unauthenticated());
+    };
+    let Some((id, secret)) = key.split_once(':') else {
+        bail!("--key: expected ID:SECRET, e.g. 1:<64 hex digits>");
+    };
+    let id: u8 = match id.parse() {
+        Ok(id) if id != 0 => id,
+        _ => bail!("--key: key ID {id:?}; use 1..=255"),
+    };
+    let secret = secret.parse().map_err(|e| anyhow::anyhow!("--key: {e}"))?;
+    Ok(EdgeLink::keyed(me, edge, id, &secret))
 }
 
 #[derive(Subcommand)]
@@ -37,8 +64,9 @@ enum Cmd {
         /// Local address to send from (default: any, ephemeral port).
         #[arg(long)]
         bind: Option<SocketAddr>,
+        /// Source node of the packets (default: --node).
         #[arg(long)]
-        src_node: u32,
+        src_node: Option<u32>,
         #[arg(long)]
         dst_node: u32,
         #[arg(long, default_value_t = 1)]
@@ -96,6 +124,7 @@ fn real_main() -> Result<()> {
     if let Some(ns) = &cli.netns {
         netns::enter(ns)?;
     }
+    let mut link = edge_link(&cli)?;
     match cli.cmd {
         Cmd::Send {
             to,
@@ -110,6 +139,9 @@ fn real_main() -> Result<()> {
             hop_limit,
             reliable,
         } => {
+            let Some(src_node) = src_node.or(cli.node) else {
+                bail!("--src-node: missing; give the source node (or --node)");
+            };
             if !(HEADER_LEN..=65_000).contains(&size) {
                 bail!(
                     "--size: {size} bytes; must be between {HEADER_LEN} (the relay header) and 65000"
@@ -131,7 +163,7 @@ fn real_main() -> Result<()> {
                 hop_limit,
                 flags: if reliable { flags::RELIABLE } else { 0 },
             };
-            let sent = client::send(&sock, &spec)?;
+            let sent = client::send(&sock, &spec, &mut link)?;
             println!("sent {sent}");
             Ok(())
         }
@@ -143,6 +175,7 @@ fn real_main() -> Result<()> {
             let report = client::receive(
                 &sock,
                 Receiver::new(first_seq, count),
+                &link,
                 Duration::from_secs_f64(idle),
                 Duration::from_secs_f64(timeout),
             )?;
