@@ -7,6 +7,7 @@
 //! 1. Beside A's valid stream, packets from A's own address without a tag, with a guessed
 //!    tag, with a key ID the link does not have, and exact replays of A's earlier packets
 //!    are dropped in R1's XDP and counted by reason; B receives A's stream exactly once.
+//!    Fragmented datagrams, which XDP leaves to the kernel, are verified by R1's agent.
 //! 2. The R1 — R2 link's keys rotate twice mid-stream with the CLI: nothing is lost.
 
 use std::{
@@ -78,6 +79,8 @@ fn settle(t: &Topology, relay: &str, name: &str, want: u64) -> u64 {
 }
 
 const STREAM: u32 = 20_000;
+/// Datagrams of 3,000 bytes (IPv4 fragments on the 1,500-byte links), untagged and sealed each.
+const FRAGMENTED: u32 = 10;
 /// One of each forgery per this many valid packets.
 const EVERY: u32 = 10;
 
@@ -140,6 +143,37 @@ fn spoofed_and_replayed_packets_are_dropped_beside_a_valid_stream() {
     {
         assert_eq!(settle(&t, "r1", name, u64::from(sent[i])), u64::from(sent[i]), "{name}");
     }
+    // IPv4 fragments reach R1's agent through the kernel, unverified by XDP: the agent
+    // verifies them itself, refusing the untagged and taking the sealed.
+    let secret = t.secret("a", "r1").unwrap().clone();
+    in_netns(&t.ns("a").name, move || -> anyhow::Result<()> {
+        let sock = UdpSocket::bind((from, 0))?;
+        let mut link = EdgeLink::keyed(100, 1, 1, &secret);
+        for seq in 0..FRAGMENTED {
+            let hdr = RelayHeader::new(PacketKind::Data, 100, 1, 9, seq);
+            let mut sealed = datagram(&hdr, 3000);
+            link.seal(&mut sealed)?;
+            sock.send_to(&datagram(&hdr, 3000), to)?;
+            sock.send_to(&sealed, to)?;
+        }
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    assert!(settle(&t, "r1", "fragment", u64::from(4 * FRAGMENTED)) >= u64::from(4 * FRAGMENTED));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let p: serde_json::Value =
+            serde_json::from_str(&t.cli("r1", &["-j", "protection"]).unwrap()).unwrap();
+        let n = p["auth"]["untagged"].as_u64().unwrap_or(0);
+        if n >= u64::from(FRAGMENTED) || Instant::now() > deadline {
+            break p["auth"].clone();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refused["untagged"], FRAGMENTED, "{refused}");
+    assert_eq!((&refused["bad_tag"], &refused["replay"]), (&0.into(), &0.into()), "{refused}");
+
     // Nothing forged went further: R2 dropped nothing and relayed the stream only (in XDP, or
     // through its agent while the neighbour entry toward B resolved).
     let r2 = t.stats("r2").unwrap();

@@ -19,6 +19,7 @@ use wecan_datapath::relay::{self, Relay};
 
 use crate::{
     config::Config,
+    hop_auth::AuthCounts,
     probe::{self, Prober, Transition},
     reconcile::{self, RouteTable},
     slowpath::SlowPath,
@@ -126,10 +127,12 @@ impl Agent {
             if probed || !changes.is_empty() {
                 self.publish_links();
             }
-            if self.slow.protect.reportable() && last_publish.elapsed() >= PUBLISH_EVERY {
+            let auth = &self.slow.stats.auth;
+            let reportable = self.slow.protect.reportable() || *auth != AuthCounts::default();
+            if reportable && last_publish.elapsed() >= PUBLISH_EVERY {
                 last_publish = Instant::now();
                 let drops = self.slow.socket_drops();
-                if let Err(e) = self.slow.protect.publish(&state_file, drops) {
+                if let Err(e) = self.slow.protect.publish(&state_file, drops, auth) {
                     warn!("publishing protection counters: {e:#}");
                 }
             }

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wecan_common::maps::PeerValue;
 use wecan_datapath::maps::Maps;
 use wecan_transport::auth::{self, Refusal, Sealer, Windows};
@@ -23,7 +23,7 @@ use wecan_transport::auth::{self, Refusal, Sealer, Windows};
 pub const REFRESH: Duration = Duration::from_millis(100);
 
 /// Packets the agent refused or could not seal, by reason.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthCounts {
     pub untagged: u64,
     pub unknown_key: u64,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use wecan_transport::hop::{FecSettings, HopError, LinkRx, LinkTx, ProtectMode, RxStats, TxStats};
 
-use crate::config::Config;
+use crate::{config::Config, hop_auth::AuthCounts};
 
 /// RTT assumed for a link the probes have not measured yet.
 const DEFAULT_RTT: Duration = Duration::from_millis(10);
@@ -33,6 +33,10 @@ pub struct ProtectionReport {
     /// Hop messages refused before any link state saw them.
     #[serde(default)]
     pub refused: HopRefusals,
+    /// Packets whose hop authentication the agent refused (after XDP: fragments and packets
+    /// with IP options come up unverified), and packets it could not seal.
+    #[serde(default)]
+    pub auth: AuthCounts,
     pub tx: Vec<TxRow>,
     pub rx: Vec<RxRow>,
 }
@@ -194,11 +198,12 @@ impl ProtectedLinks {
         }
     }
 
-    pub fn report(&self, socket_drops: u64) -> ProtectionReport {
+    pub fn report(&self, socket_drops: u64, auth: &AuthCounts) -> ProtectionReport {
         ProtectionReport {
             node: self.node,
             socket_drops,
             refused: self.refused,
+            auth: auth.clone(),
             tx: self
                 .tx
                 .iter()
@@ -209,11 +214,11 @@ impl ProtectedLinks {
     }
 
     /// Writes [`ProtectedLinks::report`] to `path` atomically (temporary file, then rename).
-    pub fn publish(&self, path: &Path, socket_drops: u64) -> Result<()> {
+    pub fn publish(&self, path: &Path, socket_drops: u64, auth: &AuthCounts) -> Result<()> {
         let dir = path.parent().context("state file has no directory")?;
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&self.report(socket_drops))?)
+        std::fs::write(&tmp, serde_json::to_vec(&self.report(socket_drops, auth))?)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
     }

@@ -498,6 +498,13 @@ fn protection(pin_dir: &std::path::Path, json: bool) -> Result<()> {
             ProtectionRow::from_report(&report).iter().map(Row::cells)
         )
     );
+    let a = &report.auth;
+    if *a != Default::default() {
+        println!(
+            "hop authentication refused by the agent: {} untagged, {} unknown key, {} bad tag, {} replayed; {} not sent (no key for the next hop)",
+            a.untagged, a.unknown_key, a.bad_tag, a.replay, a.no_send_key
+        );
+    }
     let r = report.refused;
     if r != HopRefusals::default() {
         println!(
