@@ -26,6 +26,7 @@ use aya::{
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
 };
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice, VlanId};
+use wecan_common::wire::HEADER_LEN;
 use wecan_datapath::TESTKIT_OBJECT;
 use wecan_tests::{
     impair::{GilbertElliott, ImpairedLink, Impairment},
@@ -153,9 +154,11 @@ fn xdp_transmit(ns: &Netns, iface: &str, frame: Vec<u8>, n: u32) {
     let ifindex = ns.ifindex(iface).unwrap();
     in_netns(&ns.name, move || {
         let mut ebpf = Ebpf::load(TESTKIT_OBJECT).unwrap();
-        let mut template: Array<_, [u8; 66]> =
+        let mut template: Array<_, [u8; GEN_TEMPLATE]> =
             Array::try_from(ebpf.map_mut("TESTKIT_TEMPLATE").unwrap()).unwrap();
-        template.set(0, <[u8; 66]>::try_from(&frame[..66]).unwrap(), 0).unwrap();
+        template
+            .set(0, <[u8; GEN_TEMPLATE]>::try_from(&frame[..GEN_TEMPLATE]).unwrap(), 0)
+            .unwrap();
         let prog: &mut Xdp = ebpf.program_mut("testkit_gen").unwrap().try_into().unwrap();
         prog.load().unwrap();
         let mut ctx = [0u8; 24];
@@ -171,8 +174,11 @@ fn xdp_transmit(ns: &Netns, iface: &str, frame: Vec<u8>, n: u32) {
     .unwrap();
 }
 
-/// A UDP datagram in an Ethernet frame (VLAN-tagged with `vlan`), longer than the 66 bytes
-/// of headers that `testkit_gen` restores.
+/// Bytes of headers `testkit_gen` restores on every frame: Ethernet, IPv4, UDP, relay header.
+const GEN_TEMPLATE: usize = 14 + 20 + 8 + HEADER_LEN;
+
+/// A UDP datagram in an Ethernet frame (VLAN-tagged with `vlan`), longer than the
+/// [`GEN_TEMPLATE`] bytes of headers that `testkit_gen` restores.
 fn udp_frame(
     mac: ([u8; 6], [u8; 6]),
     ip: (Ipv4Addr, Ipv4Addr),
@@ -187,7 +193,7 @@ fn udp_frame(
         None => eth.ipv4(ip.0.octets(), ip.1.octets(), 64),
     };
     let mut out = Vec::new();
-    ipv4.udp(SENDER_PORT, port).write(&mut out, &[0u8; 32]).unwrap();
+    ipv4.udp(SENDER_PORT, port).write(&mut out, &[0u8; 64]).unwrap();
     out
 }
 
