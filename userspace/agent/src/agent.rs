@@ -127,7 +127,7 @@ impl Agent {
             if probed || !changes.is_empty() {
                 self.publish_links();
             }
-            let auth = &self.slow.stats.auth;
+            let auth = &self.slow.auth.counts;
             let reportable = self.slow.protect.reportable() || *auth != AuthCounts::default();
             if reportable && last_publish.elapsed() >= PUBLISH_EVERY {
                 last_publish = Instant::now();
@@ -185,7 +185,12 @@ impl Agent {
                     .filter(|(_, c)| c.packets > 0)
                     .map(|(s, c)| format!("{}={}", s.name(), c.packets))
                     .collect();
-                info!("xdp: {} | slow path: {:?}", line.join(" "), self.slow.stats);
+                info!(
+                    "xdp: {} | slow path: {:?} | hop auth: {:?}",
+                    line.join(" "),
+                    self.slow.stats,
+                    self.slow.auth.counts
+                );
             }
             Err(e) => warn!("reading counters: {e:#}"),
         }

@@ -59,9 +59,8 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config, table: &RouteTable) -> Result
             maps.remove_peer(addr)?;
         }
     }
-    for p in &cfg.peers {
-        maps.add_peer(p.addr, p.value(cfg.node_id))?;
-    }
+    let peers: Vec<_> = cfg.peers.iter().map(|p| (p.addr, p.value(cfg.node_id))).collect();
+    maps.add_peers(&peers)?;
     let mut flows = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {
         let Some(flow) = r.flow else { continue };

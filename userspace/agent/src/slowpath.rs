@@ -46,8 +46,6 @@ pub struct SlowPathStats {
     pub protected: u64,
     /// Original packets recovered from hop messages (then forwarded).
     pub unwrapped: u64,
-    /// Hop authentication refusals (received) and packets not sent for want of a key.
-    pub auth: crate::hop_auth::AuthCounts,
 }
 
 pub struct SlowPath {
@@ -56,7 +54,9 @@ pub struct SlowPath {
     pub stats: SlowPathStats,
     /// Per-hop protection state of every protected link.
     pub protect: ProtectedLinks,
-    auth: HopAuth,
+    /// Sealing and verifying; its counters are the refusals (received) and the packets not
+    /// sent for want of a key.
+    pub auth: HopAuth,
 }
 
 /// A relay packet addressed to this node.
@@ -185,7 +185,6 @@ impl SlowPath {
             return None;
         };
         if !self.auth.verify(pkt, from.ip(), peer) {
-            self.stats.auth = self.auth.counts.clone();
             return None;
         }
         if hdr.dst_node() == self.node_id && hdr.flags & flags::HOP != 0 {
@@ -311,7 +310,6 @@ impl SlowPath {
     pub fn send(&mut self, maps: &Maps, pkt: &mut [u8], to: SocketAddr) {
         let to = SocketAddr::new(unmapped(to.ip()), to.port());
         if !self.auth.seal(maps, pkt, to.ip()) {
-            self.stats.auth = self.auth.counts.clone();
             return;
         }
         if let Err(e) = self.sock.send_to(pkt, mapped(to)) {

@@ -136,29 +136,33 @@ impl Maps {
     /// Adds peer `addr`, or replaces its entry (node, kind, keys) in one atomic update. A
     /// new peer gets a free `LINK_AUTH` slot, reset, its send counter at the wall clock; a
     /// replaced one keeps its slot, so its counter and replay windows carry on.
-    pub fn add_peer(&mut self, addr: IpAddr, mut value: PeerValue) -> Result<()> {
-        value.auth_slot = match self.peer(addr) {
-            Some(old) => old.auth_slot,
-            None => {
-                let slot = self.free_auth_slot()?;
-                self.link_auth.set(slot, LinkAuth::new(wall_ns()), 0)?;
-                slot
-            }
-        };
-        match addr {
-            IpAddr::V4(a) => self.peers_v4.insert(a.octets(), value, 0)?,
-            IpAddr::V6(a) => self.peers_v6.insert(a.octets(), value, 0)?,
-        }
-        Ok(())
+    pub fn add_peer(&mut self, addr: IpAddr, value: PeerValue) -> Result<()> {
+        self.add_peers(&[(addr, value)])
     }
 
-    /// The lowest `LINK_AUTH` slot no peer holds.
-    fn free_auth_slot(&self) -> Result<u32> {
-        let used: std::collections::BTreeSet<u32> =
+    /// [`Maps::add_peer`] for many peers, reading the slots in use once.
+    pub fn add_peers(&mut self, peers: &[(IpAddr, PeerValue)]) -> Result<()> {
+        let mut used: std::collections::BTreeSet<u32> =
             self.peers()?.iter().map(|(_, v)| v.auth_slot).collect();
-        (0..MAX_AUTH_SLOTS)
-            .find(|s| !used.contains(s))
-            .ok_or_else(|| anyhow!("all {MAX_AUTH_SLOTS} link authentication slots are in use"))
+        for &(addr, mut value) in peers {
+            value.auth_slot = match self.peer(addr) {
+                Some(old) => old.auth_slot,
+                None => {
+                    let slot =
+                        (0..MAX_AUTH_SLOTS).find(|s| !used.contains(s)).ok_or_else(|| {
+                            anyhow!("all {MAX_AUTH_SLOTS} link authentication slots are in use")
+                        })?;
+                    used.insert(slot);
+                    self.link_auth.set(slot, LinkAuth::new(wall_ns()), 0)?;
+                    slot
+                }
+            };
+            match addr {
+                IpAddr::V4(a) => self.peers_v4.insert(a.octets(), value, 0)?,
+                IpAddr::V6(a) => self.peers_v6.insert(a.octets(), value, 0)?,
+            }
+        }
+        Ok(())
     }
 
     pub fn remove_peer(&mut self, addr: IpAddr) -> Result<()> {
