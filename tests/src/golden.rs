@@ -177,6 +177,8 @@ impl Fixture {
             _pad: 0,
             fib_cache_ms: DEFAULT_FIB_CACHE_MS,
         })?;
+        // The fixture stands in for a live agent ([`Self::set_agent_alive`] to change it).
+        m.beat(u64::MAX)?;
         Ok(Self {
             in_if: ns.ifindex("in0")?,
             in_mac: ns.mac("in0")?,
@@ -266,6 +268,11 @@ impl Fixture {
     pub fn set_fib_cache_ms(&mut self, ms: u16) -> anyhow::Result<()> {
         let cfg = self.relay.maps.config()?;
         self.relay.maps.set_config(RelayConfig { fib_cache_ms: ms, ..cfg })
+    }
+
+    /// Gives the relay a live agent (a lease without end) or a dead one (lapsed).
+    pub fn set_agent_alive(&mut self, alive: bool) -> anyhow::Result<()> {
+        self.relay.maps.beat(if alive { u64::MAX } else { 1 })
     }
 
     pub fn counter(&self, s: Stat) -> u64 {

@@ -198,19 +198,45 @@ impl Stream {
     }
 }
 
-/// Streams a → b, cuts r1's link to `hop` after 1 s (the element drops everything), and
-/// returns the outage in ms as seen by b (longest run of missing packets), with b's report.
+/// Streams `count` packets a → b, runs `act` after 1 s, and returns the outage in ms as seen
+/// by b (longest run of missing packets), with b's report.
+pub fn outage_when(
+    t: &mut Topology,
+    count: u32,
+    first_seq: u32,
+    act: impl FnOnce(&mut Topology) -> Result<()>,
+) -> Result<(f64, RecvReport)> {
+    let s = stream(t, count, first_seq)?;
+    std::thread::sleep(Duration::from_millis(1000));
+    act(t)?;
+    let report = s.finish()?;
+    Ok((report.max_gap as f64 * 1000.0 / f64::from(RATE), report))
+}
+
+/// [`outage_when`] r1's link to `hop` is cut (the element drops everything: a silent
+/// failure only probes can detect).
 pub fn cut_and_measure(
-    t: &Topology,
+    t: &mut Topology,
     hop: &str,
     count: u32,
     first_seq: u32,
 ) -> Result<(f64, RecvReport)> {
-    let s = stream(t, count, first_seq)?;
-    std::thread::sleep(Duration::from_millis(1000));
-    t.impair("r1", hop, Impairment { drop_all: true, ..Impairment::default() });
-    let report = s.finish()?;
-    Ok((report.max_gap as f64 * 1000.0 / f64::from(RATE), report))
+    outage_when(t, count, first_seq, |t| {
+        t.impair("r1", hop, Impairment { drop_all: true, ..Impairment::default() });
+        Ok(())
+    })
+}
+
+/// [`outage_when`] r1's interface toward `hop` is set down (the kernel announces it).
+pub fn iface_down_and_measure(
+    t: &mut Topology,
+    hop: &str,
+    count: u32,
+    first_seq: u32,
+) -> Result<(f64, RecvReport)> {
+    outage_when(t, count, first_seq, |t| {
+        t.ns("r1").ip(&["link", "set", &crate::topology::iface(hop), "down"]).map(drop)
+    })
 }
 
 /// The per-hop protection scenario shared by `tests/tests/protection.rs` and the benchmarks:

@@ -340,6 +340,21 @@ impl Topology {
         self.agents.retain(|(n, _)| n != relay);
     }
 
+    /// Kills the agent of `relay` with SIGKILL, as a crash would: program, maps and links stay
+    /// pinned and attached, and nothing is cleaned up.
+    pub fn kill_relay(&mut self, relay: &str) -> Result<()> {
+        let i = self.agents.iter().position(|(n, _)| n == relay).context("no such agent")?;
+        let (_, old) = self.agents.remove(i);
+        old.signal(libc::SIGKILL);
+        old.wait(Duration::from_secs(10))?;
+        Ok(())
+    }
+
+    /// Starts an agent for `relay` again after [`Self::kill_relay`]; it takes over the pins.
+    pub fn revive_relay(&mut self, relay: &str) -> Result<()> {
+        self.spawn_agent(relay)
+    }
+
     /// Upgrades the agent of `relay` in place: the running one exits on SIGUSR2 leaving
     /// program, maps and links pinned, and a new one (the config as last written) takes
     /// them over.

@@ -9,7 +9,7 @@
 use etherparse::{PacketBuilder, VlanId};
 use wecan_common::{
     stats::{Stat, xdp},
-    wire::{PacketKind, RelayHeader},
+    wire::{PacketKind, ProbeBody, RelayHeader},
 };
 use wecan_tests::{golden::*, net::pin_to_cpu, skip_privileged};
 use wecan_transport::auth::link_keys;
@@ -126,6 +126,32 @@ fn local_slow_path_and_no_neighbour_go_to_the_stack_unchanged() {
         let out = f.expect(&pkt, xdp::PASS, stat);
         assert_eq!(out, pkt, "{} must not be rewritten", stat.name());
     }
+}
+
+#[test]
+fn a_relay_whose_agent_died_answers_no_probe() {
+    let Some(mut f) = fixture("dead_agent") else {
+        return;
+    };
+    let probe = |f: &mut Fixture| {
+        let mut p = RelayHeader::new(PacketKind::Probe, 2, ME, 0, 7).to_bytes().to_vec();
+        p.extend_from_slice(&ProbeBody { sent_ns: 1 }.to_bytes());
+        f.seal("10.1.0.2", &mut p);
+        v4(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &p)
+    };
+    let p = probe(&mut f);
+    f.expect(&p, xdp::TX, Stat::ProbeReply);
+    f.set_agent_alive(false).unwrap();
+    let p = probe(&mut f);
+    f.expect(&p, xdp::DROP, Stat::DropAgentDown);
+    // Forwarding in XDP needs no agent; packets for it still go up (it may be merely late).
+    let pkt = f.from_peer(TX_V4, 1, 5);
+    f.expect(&pkt, xdp::TX, Stat::Tx);
+    let pkt = f.from_peer(SLOW, 1, 5);
+    f.expect(&pkt, xdp::PASS, Stat::SlowPath);
+    f.set_agent_alive(true).unwrap();
+    let p = probe(&mut f);
+    f.expect(&p, xdp::TX, Stat::ProbeReply);
 }
 
 #[test]

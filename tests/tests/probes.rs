@@ -37,12 +37,12 @@ fn probes_answered_in_xdp_measure_lower_steadier_rtt() {
     }
     t.link("r1", "r2").unwrap();
     t.link("r1", "r3").unwrap();
-    t.set_extra("r1", &format!("[probes]\nwindow = {WINDOW}\n"));
+    t.set_extra("r1", &format!("[probes]\ninterval_ms = 100\nwindow = {WINDOW}\n"));
     t.set_extra("r3", "probe_reply = \"agent\"\n");
     t.start_relay("r2", &[], &[]).unwrap();
     t.start_relay("r3", &[], &[]).unwrap();
     t.start_relay("r1", &[], &[]).unwrap();
-    // A full window at the default 100 ms interval, on a busy machine: scheduling delay is
+    // A full window at a 100 ms interval, on a busy machine: scheduling delay is
     // what answering in XDP avoids.
     wecan_tests::cpu::busy_for(Duration::from_millis(WINDOW * 100 + 500));
     let (x_rtt, x_jit, x_loss, x_rx) = link(&t, 2);

@@ -1,8 +1,8 @@
 //! wecan relay datapath. Reads top to bottom:
 //!
 //! parse → admit sender → validate header → verify its tag → check a client's claimed
-//! source → (answer probe) → route → next hop's key → resolve egress (FIB) → seal →
-//! rewrite → emit
+//! source → (answer probe, if the agent is alive) → route → next hop's key → resolve
+//! egress (FIB) → seal → rewrite → emit
 //!
 //! Every step returns `Result<_, Stat>`; the final `Stat` is counted and decides the XDP
 //! verdict, in one place ([`wecan_relay`]).
@@ -15,6 +15,7 @@
 
 mod auth;
 mod forward;
+mod liveness;
 mod maps;
 mod parse;
 mod probe;
@@ -57,6 +58,8 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
         && hdr.dst_node() == cfg.node_id
         && cfg.flags & PROBE_REPLY_IN_XDP != 0
     {
+        // A probe answered for a dead agent would keep its peers sending it traffic.
+        liveness::agent_alive()?;
         let seal = auth::seal(peer, hdr, probe::reply_words(words.m))?;
         probe::reply(&pkt, &seal);
         return Ok(Stat::ProbeReply);

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use wecan_common::{
     maps::{
-        FIB_CACHE_SLOTS, FibCacheEntry, FlowKey, LinkAuth, LinkValue, MAX_AUTH_SLOTS,
+        FIB_CACHE_SLOTS, FibCacheEntry, FlowKey, Heartbeat, LinkAuth, LinkValue, MAX_AUTH_SLOTS,
         MAX_FLOW_ROUTES, MAX_LINKS, MAX_PEERS, MAX_ROUTES, MAX_TX_PORTS, PeerValue, RelayConfig,
         RouteKey, RouteValue,
     },
@@ -18,6 +18,11 @@ use wecan_common::{
 /// Who this relay is (node ID, relay port). Written by the agent at start; read per packet.
 #[map(name = "WECAN_CONFIG")]
 pub static CONFIG: Array<RelayConfig> = Array::pinned(1, 0);
+
+/// The agent's lease (`Heartbeat`). Written by the agent every few milliseconds; read per
+/// probe for this relay, which XDP answers only while the lease runs.
+#[map(name = "WECAN_HEARTBEAT")]
+pub static HEARTBEAT: Array<Heartbeat> = Array::pinned(1, 0);
 
 /// Allowed IPv4 senders (peers and attached clients) with their link keys. Written by the
 /// agent from its config and by the CLI (key rotation); read per packet to refuse open

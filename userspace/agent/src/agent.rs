@@ -20,6 +20,7 @@ use wecan_datapath::relay::{self, Relay};
 use crate::{
     config::Config,
     hop_auth::AuthCounts,
+    liveness::Liveness,
     probe::{self, Prober, Transition},
     reconcile::{self, RouteTable},
     slowpath::SlowPath,
@@ -40,6 +41,7 @@ pub struct Agent {
     prober: Prober,
     table: RouteTable,
     upstream: Option<Upstream>,
+    live: Liveness,
 }
 
 impl Agent {
@@ -56,8 +58,9 @@ impl Agent {
             .relay_peers()
             .map(|p| (p.node_id, SocketAddr::from((p.addr, cfg.peer_port(p)))))
             .collect::<Vec<_>>();
+        let live = Liveness::new(Duration::from_millis(cfg.heartbeat_ms), peers.iter().copied())?;
         let prober = Prober::new(cfg.node_id, cfg.probes, peers);
-        let mut agent = Self { cfg, relay, slow, prober, table, upstream };
+        let mut agent = Self { cfg, relay, slow, prober, table, upstream, live };
         for i in &agent.cfg.interfaces {
             if let Err(e) = agent.relay.attach(i) {
                 agent.shutdown(false);
@@ -77,10 +80,14 @@ impl Agent {
         let state_file = Config::state_file(&self.cfg.pin_dir);
         while !stop.load(Ordering::Relaxed) {
             // Protection timers (NACKs, group timeouts) run at millisecond granularity.
+            self.live.beat(&mut self.relay.maps);
             let cap = if self.slow.protect.active() { PROTECT_TICK } else { IDLE_TICK };
-            let wait = self.prober.until_due().min(cap);
-            let prober = &mut self.prober;
+            let wait = self.prober.until_due().min(cap).min(self.live.beat_due_in());
             let mut changes: Vec<Transition> = Vec::new();
+            for (peer, reachable) in self.live.interface_changes(self.prober.peers()) {
+                changes.extend(self.prober.set_reachable(peer, reachable));
+            }
+            let prober = &mut self.prober;
             self.slow.poll(&self.relay.maps, wait, |local| {
                 match PacketKind::from_u8(local.hdr.kind) {
                     // Only reaches the agent when XDP does not answer probes.

@@ -25,6 +25,9 @@ use crate::probe::ProbeSettings;
 
 /// Longest probe, probe timeout or report interval the config accepts: one hour.
 const MAX_INTERVAL_MS: u64 = 3_600_000;
+/// Shortest heartbeat lease: several turns of the agent's loop, which runs at least every
+/// 10 ms while it probes.
+const MIN_HEARTBEAT_MS: u64 = 20;
 
 /// Default bpffs directory for pins; one directory per relay instance.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/wecan";
@@ -69,6 +72,14 @@ pub struct Config {
     /// reported at once).
     #[serde(default = "default_report_interval")]
     pub report_interval_ms: u64,
+    /// Milliseconds XDP keeps answering probes and handing packets to this agent after its
+    /// last heartbeat: past it, the agent counts as dead and its peers route around it.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    50
 }
 
 fn default_fib_cache_ms() -> u16 {
@@ -358,8 +369,16 @@ impl Config {
             p.validate_keys(i)?;
         }
         let p = &self.probes;
-        if p.interval_ms == 0 || p.window == 0 || p.dead_after == 0 || p.timeout_ms == 0 {
-            bail!("probes: interval_ms, window, dead_after and timeout_ms must all be at least 1");
+        if p.interval_ms == 0
+            || p.window == 0
+            || p.dead_after == 0
+            || p.up_after == 0
+            || p.timeout_ms == 0
+        {
+            bail!(
+                "probes: interval_ms, window, dead_after, up_after and timeout_ms must all be at \
+                 least 1"
+            );
         }
         // Upper bounds keep the timer arithmetic (intervals × counts, as Durations and
         // Instants) far from overflow; beyond them a link would never be declared down.
@@ -368,6 +387,7 @@ impl Config {
             ("timeout_ms", p.timeout_ms, MAX_INTERVAL_MS),
             ("window", p.window as u64, 10_000),
             ("dead_after", u64::from(p.dead_after), 1_000),
+            ("up_after", u64::from(p.up_after), 1_000),
         ] {
             if v > max {
                 bail!("probes.{field}: {v} is more than the most this agent allows ({max})");
@@ -392,6 +412,13 @@ impl Config {
                      token (from `wecan-controller token`)"
                 );
             }
+        }
+        // The agent's loop beats every few milliseconds; a shorter lease would lapse between.
+        if !(MIN_HEARTBEAT_MS..=MAX_INTERVAL_MS).contains(&self.heartbeat_ms) {
+            bail!(
+                "heartbeat_ms: {} is out of range; use {MIN_HEARTBEAT_MS} to {MAX_INTERVAL_MS}",
+                self.heartbeat_ms
+            );
         }
         if self.report_interval_ms == 0 || self.report_interval_ms > MAX_INTERVAL_MS {
             bail!(
@@ -514,6 +541,13 @@ mod tests {
 
     fn err(text: &str) -> String {
         format!("{:#}", Config::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn liveness_settings_are_bounded() {
+        assert!(err("node_id = 1\nheartbeat_ms = 5").contains("heartbeat_ms: 5 is out of range"));
+        assert!(err("node_id = 1\n[probes]\nup_after = 0").contains("up_after"));
+        assert!(err("node_id = 1\n[probes]\nup_after = 5000").contains("probes.up_after"));
     }
 
     #[test]

@@ -10,12 +10,15 @@
 //! - [`protection`]: the per-hop FEC/ARQ state of each protected link (`wecan-transport` does
 //!   the protocol), published for `wecan protection`;
 //! - [`probe`]: link probing (RTT, loss, jitter) of relay peers;
+//! - [`liveness`]: the heartbeat XDP checks before vouching for this agent, and interface
+//!   events that take links down at once;
 //! - [`upstream`]: the controller connection (reports, long-polled routes);
 //! - [`output`]: the CLI's tables and JSON.
 
 pub mod agent;
 pub mod config;
 pub mod hop_auth;
+pub mod liveness;
 pub mod output;
 pub mod probe;
 pub mod protection;

@@ -16,8 +16,9 @@ pub mod names {
     pub const STATS: &str = "WECAN_STATS";
     pub const LINKS: &str = "WECAN_LINKS";
     pub const LINK_AUTH: &str = "WECAN_LINK_AUTH";
+    pub const HEARTBEAT: &str = "WECAN_HEARTBEAT";
     /// Every pinned map, for cleanup.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         CONFIG,
         PEERS_V4,
         PEERS_V6,
@@ -28,6 +29,7 @@ pub mod names {
         STATS,
         LINKS,
         LINK_AUTH,
+        HEARTBEAT,
     ];
 }
 
@@ -69,6 +71,21 @@ pub struct RelayConfig {
     /// Milliseconds a `bpf_fib_lookup` result is reused per next hop and CPU (the `FIB_CACHE`
     /// map); 0 looks up every packet.
     pub fib_cache_ms: u16,
+}
+
+/// Single entry (index 0) of the `HEARTBEAT` array: the agent's lease on its relay.
+///
+/// XDP answers probes only while the lease runs: a dead agent stops vouching for its links,
+/// so its peers see them go down and reroute around it instead of sending it traffic only
+/// the agent could handle (protected routes, neighbour misses, fragments). Packets for the
+/// agent still go up while the peers reroute: a busy agent late on its heartbeat is not
+/// dead, and its socket may still take them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// `CLOCK_MONOTONIC` ns until which the agent is alive (0: no agent yet). The datapath
+    /// reads the coarse clock, which lags by at most a tick, so it errs towards alive.
+    pub alive_until_ns: u64,
 }
 
 /// Bits of [`RelayConfig::flags`].
@@ -470,6 +487,7 @@ mod pod {
     unsafe impl aya::Pod for RelayConfig {}
     unsafe impl aya::Pod for PeerValue {}
     unsafe impl aya::Pod for LinkAuth {}
+    unsafe impl aya::Pod for Heartbeat {}
     unsafe impl aya::Pod for RouteKey {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for RouteValue {}

@@ -131,6 +131,9 @@ stats! {
     DropReplay = 27, "drop_replay", Drop;
     /// The next hop is not a peer with a key to send with (or its link state is missing).
     DropNoNextKey = 28, "drop_no_next_key", Drop;
+    /// A probe for this relay, not answered: the agent's heartbeat lapsed (it is dead or
+    /// hung), so its peers must see the links go down and route around this relay.
+    DropAgentDown = 29, "drop_agent_down", Drop;
 }
 
 impl Stat {

@@ -10,8 +10,8 @@ use aya::{
 };
 use wecan_common::{
     maps::{
-        FAMILY_V4, FAMILY_V6, FlowKey, LinkAuth, LinkValue, MAX_AUTH_SLOTS, PeerValue, RelayConfig,
-        RouteKey, RouteValue, names,
+        FAMILY_V4, FAMILY_V6, FlowKey, Heartbeat, LinkAuth, LinkValue, MAX_AUTH_SLOTS, PeerValue,
+        RelayConfig, RouteKey, RouteValue, names,
     },
     stats::{Counter, Stat},
 };
@@ -76,6 +76,7 @@ pub struct Maps {
     stats: PerCpuArray<MapData, Counter>,
     links: HashMap<MapData, u32, LinkValue>,
     link_auth: Array<MapData, LinkAuth>,
+    heartbeat: Array<MapData, Heartbeat>,
 }
 
 fn typed<T>(name: &str, map: Map) -> Result<T>
@@ -122,6 +123,7 @@ impl Maps {
             stats: typed(names::STATS, get(names::STATS)?)?,
             links: typed(names::LINKS, get(names::LINKS)?)?,
             link_auth: typed(names::LINK_AUTH, get(names::LINK_AUTH)?)?,
+            heartbeat: typed(names::HEARTBEAT, get(names::HEARTBEAT)?)?,
         })
     }
 
@@ -131,6 +133,16 @@ impl Maps {
 
     pub fn set_config(&mut self, cfg: RelayConfig) -> Result<()> {
         Ok(self.config.set(0, cfg, 0)?)
+    }
+
+    /// Extends the agent's lease to `alive_until_ns` (`CLOCK_MONOTONIC`); see [`Heartbeat`].
+    pub fn beat(&mut self, alive_until_ns: u64) -> Result<()> {
+        Ok(self.heartbeat.set(0, Heartbeat { alive_until_ns }, 0)?)
+    }
+
+    /// The agent's lease as last written.
+    pub fn heartbeat(&self) -> Result<Heartbeat> {
+        Ok(self.heartbeat.get(&0, 0)?)
     }
 
     /// Adds peer `addr`, or replaces its entry (node, kind, keys) in one atomic update. A

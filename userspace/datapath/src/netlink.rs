@@ -19,7 +19,10 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 pub struct Link {
     pub index: u32,
     pub name: String,
+    /// Administratively up (`ip link set up`).
     pub up: bool,
+    /// Up and operational (carrier present): it can carry packets.
+    pub running: bool,
 }
 
 /// The kernel's answer to "how do I reach this address" (`ip route get`).
@@ -37,12 +40,18 @@ pub fn links() -> Result<Vec<Link>> {
     Ok(replies
         .into_iter()
         .filter_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => Some(l),
+            RouteNetlinkMessage::NewLink(l) => Some(Link::from(&l)),
             _ => None,
         })
-        .map(|l| Link {
+        .collect())
+}
+
+impl From<&LinkMessage> for Link {
+    fn from(l: &LinkMessage) -> Self {
+        Self {
             index: l.header.index,
             up: l.header.flags.contains(LinkFlags::Up),
+            running: l.header.flags.contains(LinkFlags::Up | LinkFlags::Running),
             name: l
                 .attributes
                 .iter()
@@ -51,8 +60,65 @@ pub fn links() -> Result<Vec<Link>> {
                     _ => None,
                 })
                 .unwrap_or_default(),
-        })
-        .collect())
+        }
+    }
+}
+
+/// Interface state changes as the kernel announces them (the `RTNLGRP_LINK` group), read
+/// without blocking: how the agent learns at once that an interface went down, rather than
+/// after probes time out.
+pub struct LinkEvents {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+/// `RTMGRP_LINK`: the bit of the link group in a netlink bind address.
+const RTMGRP_LINK: u32 = 1;
+
+impl LinkEvents {
+    /// Subscribes in the calling thread's network namespace.
+    pub fn subscribe() -> Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE).context("netlink socket")?;
+        socket.bind(&SocketAddr::new(0, RTMGRP_LINK)).context("netlink bind to link events")?;
+        socket.set_non_blocking(true).context("netlink non-blocking")?;
+        Ok(Self { socket, buf: Vec::with_capacity(64 * 1024) })
+    }
+
+    /// Interfaces whose state was announced since the last call, oldest first. If the
+    /// kernel dropped announcements (our socket buffer overflowed), every interface as it
+    /// is now.
+    pub fn poll(&mut self) -> Result<Vec<Link>> {
+        let mut out = Vec::new();
+        loop {
+            self.buf.clear();
+            match self.socket.recv_from(&mut self.buf, 0) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(out),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    out.extend(links()?);
+                    continue;
+                }
+                Err(e) => return Err(e).context("netlink link events"),
+            }
+            let mut offset = 0;
+            while offset < self.buf.len() {
+                let Ok(msg) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..])
+                else {
+                    break;
+                };
+                let len = msg.header.length as usize;
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) = &msg.payload
+                {
+                    out.push(Link::from(l));
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+            }
+        }
+    }
 }
 
 /// The interface called `name`.

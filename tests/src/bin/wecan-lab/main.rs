@@ -14,6 +14,7 @@ mod bench;
 mod demo;
 mod fec_codec;
 mod handoff;
+mod probe_load;
 mod protection;
 mod routing_scale;
 
