@@ -355,15 +355,17 @@ impl Topology {
         self.spawn_agent(relay)
     }
 
-    /// Upgrades the agent of `relay` in place: the running one exits on SIGUSR2 leaving
-    /// program, maps and links pinned, and a new one (the config as last written) takes
-    /// them over.
+    /// Upgrades the agent of `relay` in place: a new one (the config as last written) takes
+    /// the running one's socket, state, maps and links over, and the old one exits.
     pub fn restart_relay(&mut self, relay: &str) -> Result<()> {
         let i = self.agents.iter().position(|(n, _)| n == relay).context("no such agent")?;
         let (_, old) = self.agents.remove(i);
-        old.signal(libc::SIGUSR2);
-        old.wait(Duration::from_secs(10))?;
-        self.spawn_agent(relay)
+        self.spawn_agent(relay)?;
+        let status = old.wait(Duration::from_secs(10))?;
+        if !status.success() {
+            anyhow::bail!("{relay}: the old agent exited with {status} after the handover");
+        }
+        Ok(())
     }
 
     /// Starts the controller on a free loopback port, over TLS with a throwaway CA and a

@@ -3,11 +3,12 @@
 
 use std::{
     net::SocketAddr,
+    os::unix::net::UnixStream,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use log::{info, warn};
 use wecan_common::{
     maps::LinkValue,
@@ -19,6 +20,7 @@ use wecan_datapath::relay::{self, Relay};
 
 use crate::{
     config::Config,
+    handover::{self, Handoff, Listener},
     hop_auth::AuthCounts,
     liveness::Liveness,
     probe::{self, Prober, Transition},
@@ -42,6 +44,20 @@ pub struct Agent {
     table: RouteTable,
     upstream: Option<Upstream>,
     live: Liveness,
+    /// Where a successor asks for the handover (none while one is under way).
+    listener: Option<Listener>,
+}
+
+/// How the agent leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Detach from the interfaces and remove the pins.
+    Detach,
+    /// Leave program, maps and links pinned for a later agent to take over.
+    KeepAttached,
+    /// Another agent runs (a successor took the socket and state over, or the predecessor
+    /// whose handover this one failed to complete): leave everything to it.
+    ToOtherAgent,
 }
 
 impl Agent {
@@ -50,37 +66,74 @@ impl Agent {
     /// connection, if the config names a controller.
     pub fn start(cfg: Config, upstream: Option<Upstream>) -> Result<Self> {
         let mut relay = Relay::load(&cfg.pin_dir)?;
+        // An agent running for these pins stops writing the maps and hands over its socket
+        // and state; it exits once this one confirms it runs (`handover`).
+        let takeover = handover::request(&cfg.pin_dir)?;
+        if let Some((state, ..)) = &takeover
+            && state.node_id != cfg.node_id
+        {
+            bail!(
+                "the agent running for {} is node {}, this config is node {}: stop it first",
+                cfg.pin_dir.display(),
+                state.node_id,
+                cfg.node_id
+            );
+        }
         let mut table = RouteTable::new(&cfg);
         table.adopt(&relay.maps)?;
         reconcile::apply_config(&mut relay.maps, &cfg, &table)?;
-        let slow = SlowPath::bind(&cfg)?;
         let peers = cfg
             .relay_peers()
             .map(|p| (p.node_id, SocketAddr::from((p.addr, cfg.peer_port(p)))))
             .collect::<Vec<_>>();
         let live = Liveness::new(Duration::from_millis(cfg.heartbeat_ms), peers.iter().copied())?;
-        let prober = Prober::new(cfg.node_id, cfg.probes, peers);
-        let mut agent = Self { cfg, relay, slow, prober, table, upstream, live };
+        let mut prober = Prober::new(cfg.node_id, cfg.probes, peers);
+        let (slow, confirmation) = match takeover {
+            Some((state, socket, confirmation)) => {
+                let mut slow = SlowPath::with_socket(&cfg, socket)?;
+                prober.restore(state.prober);
+                slow.auth.restore(state.auth, &relay.maps);
+                (slow, Some(confirmation))
+            }
+            None => (SlowPath::bind(&cfg)?, None),
+        };
+        let mut agent = Self { cfg, relay, slow, prober, table, upstream, live, listener: None };
         for i in &agent.cfg.interfaces {
             if let Err(e) = agent.relay.attach(i) {
-                agent.shutdown(false);
+                agent.shutdown(if confirmation.is_some() {
+                    Exit::ToOtherAgent
+                } else {
+                    Exit::Detach
+                });
                 return Err(e);
             }
         }
+        agent.live.beat(&mut agent.relay.maps);
+        if let Some(c) = confirmation {
+            c.confirm()?;
+            info!("took over from the running agent");
+        }
+        agent.listener = Some(Listener::bind(&agent.cfg.pin_dir)?);
         info!("node {} relaying on {}", agent.cfg.node_id, agent.cfg.interfaces.join(", "));
         Ok(agent)
     }
 
-    /// Runs until `stop` is set; logs counters every `stats_interval` (if non-zero).
-    pub fn run(&mut self, stop: &AtomicBool, stats_interval: Duration) -> Result<()> {
+    /// Runs until `stop` is set (`Ok(false)`) or a successor took over (`Ok(true)`); logs
+    /// counters every `stats_interval` (if non-zero).
+    pub fn run(&mut self, stop: &AtomicBool, stats_interval: Duration) -> Result<bool> {
         let mut last_log = Instant::now();
         let report_every = Duration::from_millis(self.cfg.report_interval_ms);
         let mut last_report = Instant::now() - report_every;
         let mut last_publish = Instant::now();
         let state_file = Config::state_file(&self.cfg.pin_dir);
         while !stop.load(Ordering::Relaxed) {
-            // Protection timers (NACKs, group timeouts) run at millisecond granularity.
+            if let Some(conn) = self.listener.as_ref().and_then(Listener::accept)
+                && self.hand_over(conn)
+            {
+                return Ok(true);
+            }
             self.live.beat(&mut self.relay.maps);
+            // Protection timers (NACKs, group timeouts) run at millisecond granularity.
             let cap = if self.slow.protect.active() { PROTECT_TICK } else { IDLE_TICK };
             let wait = self.prober.until_due().min(cap).min(self.live.beat_due_in());
             let mut changes: Vec<Transition> = Vec::new();
@@ -157,7 +210,36 @@ impl Agent {
                 self.log_stats();
             }
         }
-        Ok(())
+        Ok(false)
+    }
+
+    /// Hands the socket and state to a successor; `true` once it runs (this agent must then
+    /// exit without touching anything), `false` if it failed (this one carries on).
+    fn hand_over(&mut self, conn: UnixStream) -> bool {
+        // The successor binds the name once it runs.
+        self.listener = None;
+        let grace = u64::try_from(handover::GRACE.as_nanos()).unwrap_or(u64::MAX);
+        if let Err(e) = self.relay.maps.beat(probe::now_ns().saturating_add(grace)) {
+            warn!("heartbeat for the handover: {e:#}");
+        }
+        let state = Handoff {
+            node_id: self.cfg.node_id,
+            prober: self.prober.export(),
+            auth: self.slow.auth.export(),
+        };
+        match handover::hand_over(conn, self.slow.socket(), &state) {
+            Ok(true) => {
+                info!("handed over to the new agent");
+                return true;
+            }
+            Ok(false) => warn!("the new agent did not confirm the handover; carrying on"),
+            Err(e) => warn!("handover failed ({e:#}); carrying on"),
+        }
+        match Listener::bind(&self.cfg.pin_dir) {
+            Ok(l) => self.listener = Some(l),
+            Err(e) => warn!("{e:#}"),
+        }
+        false
     }
 
     fn publish_links(&mut self) {
@@ -203,12 +285,16 @@ impl Agent {
         }
     }
 
-    /// Detaches and removes the pins, unless `keep_attached` (for a restart that takes the
-    /// pinned program, maps and links over without a forwarding gap).
-    pub fn shutdown(self, keep_attached: bool) {
-        // The counters die with this process.
-        let _ = std::fs::remove_file(Config::state_file(&self.cfg.pin_dir));
-        if keep_attached {
+    /// Leaves as `how` says.
+    pub fn shutdown(self, how: Exit) {
+        match how {
+            Exit::ToOtherAgent => return,
+            // The counters die with this process.
+            Exit::KeepAttached | Exit::Detach => {
+                let _ = std::fs::remove_file(Config::state_file(&self.cfg.pin_dir));
+            }
+        }
+        if how == Exit::KeepAttached {
             info!("leaving the relay attached (pins under {})", self.cfg.pin_dir.display());
             return;
         }

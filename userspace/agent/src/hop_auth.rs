@@ -15,7 +15,7 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use wecan_common::maps::PeerValue;
+use wecan_common::{auth::WINDOW_WORDS, maps::PeerValue};
 use wecan_datapath::maps::Maps;
 use wecan_transport::auth::{self, Refusal, Sealer, Windows};
 
@@ -40,6 +40,14 @@ struct LinkEnd {
     rx: Windows,
 }
 
+/// The receive windows of every link, for the agent that takes over (see `handover`): a
+/// packet accepted before the upgrade is not accepted again after it. Send counters need no
+/// handing over: a new sealer starts at the wall clock, ahead of everything sent before.
+#[derive(Serialize, Deserialize)]
+pub struct AuthState {
+    windows: Vec<(IpAddr, Vec<[u64; WINDOW_WORDS]>)>,
+}
+
 #[derive(Default)]
 pub struct HopAuth {
     links: HashMap<IpAddr, LinkEnd>,
@@ -51,6 +59,22 @@ fn wall_ns() -> u64 {
 }
 
 impl HopAuth {
+    pub fn export(&self) -> AuthState {
+        let windows = self.links.iter().map(|(a, e)| (*a, e.rx.words().to_vec())).collect();
+        AuthState { windows }
+    }
+
+    /// Takes over a predecessor's windows; each link's keys are read from the map as usual.
+    pub fn restore(&mut self, st: AuthState, maps: &Maps) {
+        for (addr, words) in st.windows {
+            let (Ok(words), Some(peer)) = (<[_; 2]>::try_from(words), maps.peer(addr)) else {
+                continue;
+            };
+            let end = self.end(addr, peer);
+            end.rx = Windows::from_words(words);
+        }
+    }
+
     fn end(&mut self, addr: IpAddr, peer: PeerValue) -> &mut LinkEnd {
         let end = self.links.entry(addr).or_insert_with(|| LinkEnd {
             peer,

@@ -5,6 +5,8 @@
 //! - [`reconcile`]: turning intent (config, controller pushes, link state, CLI) into map
 //!   entries, the route table flipped atomically;
 //! - [`agent`]: the main loop, one thread owning the maps and the socket;
+//! - [`handover`]: hitless upgrades, the running agent handing its socket and state to the
+//!   new one;
 //! - [`slowpath`]: packets XDP passes up (protected routes, neighbour misses, local delivery);
 //! - [`hop_auth`]: verifying what the slow path receives and sealing what the agent sends;
 //! - [`protection`]: the per-hop FEC/ARQ state of each protected link (`wecan-transport` does
@@ -17,6 +19,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod handover;
 pub mod hop_auth;
 pub mod liveness;
 pub mod output;

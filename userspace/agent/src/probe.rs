@@ -66,6 +66,7 @@ impl Default for ProbeSettings {
     }
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct Link {
     addr: SocketAddr,
     /// (seq, wall-clock send time, monotonic send time, RTT once answered) of the last
@@ -90,6 +91,15 @@ pub struct Prober {
     links: BTreeMap<u32, Link>,
     seq: u32,
     next_due_ns: u64,
+}
+
+/// What a [`Prober`] hands its successor in an upgrade (see `handover`): every link's
+/// statistics and state, so the new agent neither reports its links down nor waits for them
+/// to come up again. Times are `CLOCK_MONOTONIC`, which both processes share.
+#[derive(Serialize, Deserialize)]
+pub struct ProberState {
+    seq: u32,
+    links: BTreeMap<u32, Link>,
 }
 
 /// An up/down change of a link.
@@ -183,6 +193,23 @@ impl Prober {
             return Some(Transition { peer, up: false });
         }
         None
+    }
+
+    pub fn export(&self) -> ProberState {
+        ProberState { seq: self.seq, links: self.links.clone() }
+    }
+
+    /// Takes over the links of a predecessor's state that this prober also has (same peer
+    /// and address).
+    pub fn restore(&mut self, st: ProberState) {
+        self.seq = st.seq;
+        for (peer, old) in st.links {
+            if let Some(link) = self.links.get_mut(&peer)
+                && link.addr == old.addr
+            {
+                *link = old;
+            }
+        }
     }
 
     /// Relay peers and the addresses they are probed at.

@@ -112,6 +112,11 @@ impl SlowPath {
         let port = cfg.port;
         let sock = UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))
             .with_context(|| format!("cannot bind UDP port {port} for the slow path"))?;
+        Self::with_socket(cfg, sock)
+    }
+
+    /// On a socket already bound to the relay port (one a predecessor handed over).
+    pub fn with_socket(cfg: &Config, sock: UdpSocket) -> Result<Self> {
         sockopt::set(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1)
             .context("SO_TIMESTAMPNS")?;
         // Room for bursts (a reliable flow's held packets are released at once when a gap
@@ -124,6 +129,11 @@ impl SlowPath {
             protect: ProtectedLinks::new(cfg)?,
             auth: HopAuth::default(),
         })
+    }
+
+    /// The relay port's socket.
+    pub fn socket(&self) -> &UdpSocket {
+        &self.sock
     }
 
     /// Datagrams the kernel dropped on the agent's socket (buffer full).

@@ -7,7 +7,7 @@
 //! node IDs in sending order, so the two directions never share a key and neither does any
 //! other link: a secret that leaks compromises one link, and the controller never sees it.
 
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::{fmt, str::FromStr};
 
 use wecan_common::{
@@ -129,6 +129,18 @@ pub struct Windows([[AtomicU64; WINDOW_WORDS]; 2]);
 impl Default for Windows {
     fn default() -> Self {
         Self(core::array::from_fn(|_| core::array::from_fn(|_| AtomicU64::new(0))))
+    }
+}
+
+impl Windows {
+    /// The windows' words, for handing them to another process.
+    pub fn words(&self) -> [[u64; WINDOW_WORDS]; 2] {
+        self.0.each_ref().map(|w| w.each_ref().map(|a| a.load(Ordering::Relaxed)))
+    }
+
+    /// Windows holding `words` (from [`Windows::words`]).
+    pub fn from_words(words: [[u64; WINDOW_WORDS]; 2]) -> Self {
+        Self(words.map(|w| w.map(AtomicU64::new)))
     }
 }
 

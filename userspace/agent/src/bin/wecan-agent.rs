@@ -2,9 +2,10 @@
 //! runs the slow path.
 //!
 //! - `run`: load, attach, fill maps, probe peers, talk to the controller, serve the slow
-//!   path until SIGINT or SIGTERM, then detach and remove the pins. SIGUSR2 (or
-//!   `--keep-attached`) exits leaving program, maps and links pinned: the next `run` takes
-//!   them over, so an upgrade drops no forwarded packet.
+//!   path until SIGINT or SIGTERM, then detach and remove the pins. A `run` started for
+//!   the same pins takes over from a running one (socket and state included, see
+//!   `wecan_agent::handover`), which then exits: an upgrade loses no packet. SIGUSR2 (or
+//!   `--keep-attached`) exits leaving program, maps and links pinned for a later `run`.
 //! - `load`: load, attach, fill maps, pin, exit (the program stays attached).
 //! - `unload`: detach from an interface; the last one removes the pinned maps.
 
@@ -18,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use log::warn;
 use wecan_agent::{
-    agent::Agent,
+    agent::{Agent, Exit},
     config::{Config, DEFAULT_PIN_DIR},
     reconcile::{self, RouteTable},
     upstream::Upstream,
@@ -163,6 +164,10 @@ fn run(
     // Tests and the demo wait for this line on stdout.
     println!("ready");
     let result = agent.run(&STOP, Duration::from_secs(stats_interval));
-    agent.shutdown(keep_attached || UPGRADE.load(Ordering::Relaxed));
-    result
+    agent.shutdown(match result {
+        Ok(true) => Exit::ToOtherAgent,
+        _ if keep_attached || UPGRADE.load(Ordering::Relaxed) => Exit::KeepAttached,
+        _ => Exit::Detach,
+    });
+    result.map(drop)
 }
