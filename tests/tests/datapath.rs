@@ -14,13 +14,13 @@ use wecan_common::{
 use wecan_tests::{golden::*, net::pin_to_cpu, skip_privileged};
 use wecan_transport::auth::link_keys;
 
-fn fixture(name: &str) -> Option<Fixture> {
-    if skip_privileged(name) { None } else { Some(Fixture::new().unwrap()) }
+fn fixture() -> Option<Fixture> {
+    if skip_privileged() { None } else { Some(Fixture::new().unwrap()) }
 }
 
 #[test]
 fn ipv4_forward_same_link_is_xdp_tx_with_exact_rewrite() {
-    let Some(mut f) = fixture("ipv4_forward_same_link") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let pkt = f.from_peer(TX_V4, 1, 5);
@@ -39,7 +39,7 @@ fn ipv4_forward_same_link_is_xdp_tx_with_exact_rewrite() {
 
 #[test]
 fn ipv4_forward_other_link_is_redirect_with_exact_rewrite() {
-    let Some(mut f) = fixture("ipv4_forward_other_link") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let pkt = f.from_peer(REDIRECT_V4, 1, 16);
@@ -49,7 +49,7 @@ fn ipv4_forward_other_link_is_redirect_with_exact_rewrite() {
 
 #[test]
 fn ipv4_without_udp_checksum_stays_without() {
-    let Some(mut f) = fixture("ipv4_without_udp_checksum") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let mut pkt = f.from_peer(TX_V4, 1, 5);
@@ -62,7 +62,7 @@ fn ipv4_without_udp_checksum_stays_without() {
 
 #[test]
 fn per_flow_override_wins_over_destination_route() {
-    let Some(mut f) = fixture("per_flow_override") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let pkt = f.from_peer(REDIRECT_V4, OVERRIDE_FLOW, 5);
@@ -72,7 +72,7 @@ fn per_flow_override_wins_over_destination_route() {
 
 #[test]
 fn vlan_tagged_forward_keeps_the_tag() {
-    let Some(mut f) = fixture("vlan_tagged_forward") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let build = |smac, dmac, src, dst, ttl, ports: (u16, u16), payload: &[u8]| {
@@ -97,7 +97,7 @@ fn vlan_tagged_forward_keeps_the_tag() {
 
 #[test]
 fn ipv6_forward_tx_and_redirect_with_exact_rewrite() {
-    let Some(mut f) = fixture("ipv6_forward") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let mut pkt = |dst| {
@@ -118,7 +118,7 @@ fn ipv6_forward_tx_and_redirect_with_exact_rewrite() {
 
 #[test]
 fn local_slow_path_and_no_neighbour_go_to_the_stack_unchanged() {
-    let Some(mut f) = fixture("local_slow_path_no_neighbour") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     for (dst, stat) in [(ME, Stat::Local), (SLOW, Stat::SlowPath), (NO_NEIGH, Stat::NoNeighbour)] {
@@ -130,7 +130,7 @@ fn local_slow_path_and_no_neighbour_go_to_the_stack_unchanged() {
 
 #[test]
 fn refused_packets_are_dropped_and_counted() {
-    let Some(mut f) = fixture("refused_packets") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     // Unknown destination, unreachable next hop, family mismatch, hop limit 0.
@@ -164,7 +164,7 @@ fn refused_packets_are_dropped_and_counted() {
 
 #[test]
 fn a_client_speaks_only_for_itself() {
-    let Some(mut f) = fixture("client_source") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let in_mac = f.in_mac;
@@ -190,7 +190,7 @@ fn a_client_speaks_only_for_itself() {
 
 #[test]
 fn bad_headers_are_dropped_by_reason() {
-    let Some(mut f) = fixture("bad_headers") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let mut with = |byte: usize, value: u8| {
@@ -217,7 +217,7 @@ fn bad_headers_are_dropped_by_reason() {
 
 #[test]
 fn truncation_at_every_header_boundary_is_dropped() {
-    let Some(mut f) = fixture("truncation") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let v4_pkt = f.from_peer(TX_V4, 1, 5);
@@ -242,7 +242,7 @@ fn truncation_at_every_header_boundary_is_dropped() {
 
 #[test]
 fn non_relay_traffic_is_left_to_the_kernel() {
-    let Some(mut f) = fixture("non_relay_traffic") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     // UDP to another port.
@@ -284,7 +284,7 @@ fn non_relay_traffic_is_left_to_the_kernel() {
 /// looked up afresh (its MTU check); with the cache off, every packet is looked up.
 #[test]
 fn fib_lookups_are_cached_per_next_hop() {
-    let Some(mut f) = fixture("fib_cache") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     pin_to_cpu(0);
@@ -324,7 +324,7 @@ fn fib_lookups_are_cached_per_next_hop() {
 /// valid packets beside them are forwarded.
 #[test]
 fn unauthenticated_packets_are_dropped_by_reason() {
-    let Some(mut f) = fixture("hop_auth") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let frame = |f: &Fixture, p: &[u8]| {
@@ -371,7 +371,7 @@ fn unauthenticated_packets_are_dropped_by_reason() {
 /// key is refused.
 #[test]
 fn keys_rotate_without_loss() {
-    let Some(mut f) = fixture("key_rotation") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let frame = |f: &Fixture, p: &[u8]| {
@@ -417,7 +417,7 @@ fn keys_rotate_without_loss() {
 /// A link configured without authentication takes untagged packets and sends untagged.
 #[test]
 fn unauthenticated_links_pass_untagged() {
-    let Some(mut f) = fixture("no_auth_link") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     for addr in ["10.1.0.2", "10.1.0.3"] {

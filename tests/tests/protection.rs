@@ -117,7 +117,7 @@ fn forge(
 
 #[test]
 fn forged_hop_messages_are_refused_and_change_nothing() {
-    if skip_privileged("forged_hop_messages_are_refused_and_change_nothing") {
+    if skip_privileged() {
         return;
     }
     const FORGED: u32 = 5_000;
@@ -176,7 +176,7 @@ fn forged_hop_messages_are_refused_and_change_nothing() {
 
 #[test]
 fn fec_and_arq_repair_three_lossy_hops() {
-    if skip_privileged("fec_and_arq_repair_three_lossy_hops") {
+    if skip_privileged() {
         return;
     }
     let mut t = lossy::chain("pr", 0.05).unwrap();

@@ -34,7 +34,7 @@ fn drops(t: &Topology, r: &str) -> Vec<(&'static str, u64)> {
 
 #[test]
 fn chain_forwards_every_packet_and_reroutes_without_loss() {
-    if skip_privileged("chain_forwards_every_packet_and_reroutes_without_loss") {
+    if skip_privileged() {
         return;
     }
     let mut t = Topology::new("ch").unwrap();
