@@ -6,13 +6,18 @@
 //! Each test runs in its own network namespace with real routes and neighbours
 //! (`wecan_tests::golden::Fixture`).
 
+use std::{net::IpAddr, time::Duration};
+
 use etherparse::{PacketBuilder, VlanId};
 use wecan_common::{
+    auth::LANE_AGENT,
+    maps::FIB_CACHE_SLOTS,
     stats::{Stat, xdp},
-    wire::{PacketKind, RelayHeader},
+    wire::{PacketKind, ProbeBody, RelayHeader},
 };
+use wecan_datapath::maps::addr_bytes;
 use wecan_tests::{golden::*, net::pin_to_cpu, skip_privileged};
-use wecan_transport::auth::link_keys;
+use wecan_transport::auth::{self, link_keys};
 
 fn fixture() -> Option<Fixture> {
     if skip_privileged() { None } else { Some(Fixture::new().unwrap()) }
@@ -279,6 +284,49 @@ fn non_relay_traffic_is_left_to_the_kernel() {
     f.expect(&opts, xdp::PASS, Stat::IpOptions);
 }
 
+/// A probe for this relay from a keyed peer is answered in XDP (XDP_TX) with exactly the
+/// frame the peer expects: MACs, addresses, ports and nodes swapped, kind probe reply, hop
+/// limit, flow, sequence number and body (the prober's timestamp) unchanged, checksums as
+/// etherparse computes them for that frame, sealed for the way back with the key of the
+/// peer's link in the datapath's lane, and accepted by the peer's own verifier.
+#[test]
+fn probes_are_answered_in_xdp_with_exact_bytes() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    let relay = |kind, src, dst| {
+        let mut h = RelayHeader::new(kind, src, dst, 0, 77);
+        h.hop_limit = 1;
+        let mut p = h.to_bytes().to_vec();
+        p.extend_from_slice(&ProbeBody { sent_ns: 1_764_000_123_456_789 }.to_bytes());
+        p
+    };
+    let check_seal = |out: &[u8], at: usize, peer: &str| {
+        let view = Fixture::view_of_me(peer, 2, 1);
+        assert_eq!(auth::verify(&out[at..], &view, &auth::Windows::default()), Ok(()));
+        let seq = u64::from_be_bytes(out[at + 24..at + 32].try_into().unwrap());
+        assert_eq!(seq & LANE_AGENT, 0, "sealed in the datapath's lane, not the probe's");
+    };
+
+    let mut probe = relay(PacketKind::Probe, 2, ME);
+    f.seal("10.1.0.2", &mut probe);
+    let pkt = v4(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &probe);
+    let out = f.expect(&pkt, xdp::TX, Stat::ProbeReply);
+    check_seal(&out, RELAY_V4, "10.1.0.2");
+    let reply =
+        Fixture::sealed_as(&out, RELAY_V4, "10.1.0.2", relay(PacketKind::ProbeReply, ME, 2));
+    let expected = v4(f.in_mac, PEER_MAC, [10, 1, 0, 1], [10, 1, 0, 2], 20, (PORT, 40000), &reply);
+    assert_eq!(out, expected);
+
+    let mut probe = relay(PacketKind::Probe, 2, ME);
+    f.seal("fd01::2", &mut probe);
+    let pkt = v6(PEER_MAC, f.in_mac, "fd01::2", "fd01::1", 20, (40000, PORT), &probe);
+    let out = f.expect(&pkt, xdp::TX, Stat::ProbeReply);
+    check_seal(&out, RELAY_V6, "fd01::2");
+    let reply = Fixture::sealed_as(&out, RELAY_V6, "fd01::2", relay(PacketKind::ProbeReply, ME, 2));
+    assert_eq!(out, v6(f.in_mac, PEER_MAC, "fd01::1", "fd01::2", 20, (PORT, 40000), &reply));
+}
+
 /// FIB lookups are reused per next hop and CPU for `fib_cache_ms`: while fresh, a neighbour
 /// change is not seen (the cache answers); a packet longer than any the lookup passed is
 /// looked up afresh (its MTU check); with the cache off, every packet is looked up.
@@ -317,6 +365,97 @@ fn fib_lookups_are_cached_per_next_hop() {
     f.set_fib_cache_ms(0).unwrap();
     let p = small(&mut f);
     assert_eq!(tx(&mut f, p), SAME_LINK_MAC, "cache off");
+}
+
+/// The FIB cache slot of a next hop: its address bytes folded exactly as `fib_slot` in
+/// `xdp-prog/src/forward.rs` folds them.
+fn fib_slot(addr: IpAddr) -> u32 {
+    let (_, bytes) = addr_bytes(addr);
+    let w: Vec<u32> = bytes.chunks(4).map(|c| u32::from_ne_bytes(c.try_into().unwrap())).collect();
+    let x = w[0] ^ w[1] ^ w[2] ^ w[3];
+    (x ^ (x >> 8) ^ (x >> 16) ^ (x >> 24)) & (FIB_CACHE_SLOTS - 1)
+}
+
+/// Gives the neighbour `addr` on in0 the MAC `mac`.
+fn set_neighbour(f: &Fixture, addr: &str, mac: &str) {
+    f.ip(&["neigh", "replace", addr, "lladdr", mac, "dev", "in0", "nud", "permanent"]).unwrap();
+}
+
+/// The destination MAC a packet to `dst`, forwarded on the link it came in on, leaves with.
+fn tx_dmac(f: &mut Fixture, dst: u32) -> [u8; 6] {
+    let pkt = f.from_peer(dst, 1, 5);
+    f.expect(&pkt, xdp::TX, Stat::Tx)[..6].try_into().unwrap()
+}
+
+/// A cached lookup is reused while younger than the configured `fib_cache_ms` and looked up
+/// afresh once older. Each check leaves a busy machine no way to fail it falsely: the entry
+/// must still be used 300 ms on under a 10 s lifetime, and must be gone 300 ms on under a
+/// 100 ms one (a delay only ages it further). Together they bound the lifetime applied
+/// between 100 ms and 10 s for those settings, so a unit slip either way shows.
+#[test]
+fn fib_cache_entries_expire_at_the_configured_lifetime() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    // The cache is per CPU: every run on the same one.
+    pin_to_cpu(0);
+    let wait = || std::thread::sleep(Duration::from_millis(300));
+    f.set_fib_cache_ms(10_000).unwrap();
+    assert_eq!(tx_dmac(&mut f, TX_V4), SAME_LINK_MAC);
+    set_neighbour(&f, "10.1.0.3", "02:00:00:00:01:33");
+    wait();
+    assert_eq!(tx_dmac(&mut f, TX_V4), SAME_LINK_MAC, "within 10 s: the cached MAC");
+
+    f.set_fib_cache_ms(100).unwrap();
+    wait();
+    assert_eq!(tx_dmac(&mut f, TX_V4), [2, 0, 0, 0, 1, 0x33], "older than 100 ms: looked up");
+    // An entry made under the 100 ms lifetime expires with time alone.
+    set_neighbour(&f, "10.1.0.3", "02:00:00:00:01:03");
+    wait();
+    assert_eq!(tx_dmac(&mut f, TX_V4), SAME_LINK_MAC, "100 ms on: looked up again");
+}
+
+/// Next hops that share a cache slot (10.1.0.5 on in0 and 10.2.0.6 on out0, whose address
+/// bytes fold to the same slot) each leave with their own egress, exactly as without a
+/// cache, however their packets interleave.
+#[test]
+fn next_hops_sharing_a_fib_cache_slot_keep_their_own_egress() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    pin_to_cpu(0);
+    assert_eq!(fib_slot(ip("10.1.0.5")), fib_slot(ip("10.2.0.6")), "the next hops collide");
+    f.set_fib_cache_ms(10_000).unwrap();
+    let to_same_link = |f: &Fixture, out: &[u8]| {
+        let payload = Fixture::sealed_as(out, RELAY_V4, "10.1.0.5", relay_payload(SLOT_TX, 1, 4));
+        let mac = [2, 0, 0, 0, 1, 5];
+        v4(f.in_mac, mac, [10, 1, 0, 1], [10, 1, 0, 5], 64, (PORT, PORT), &payload)
+    };
+    let redirect = |f: &mut Fixture| {
+        let pkt = f.from_peer(SLOT_REDIRECT, 1, 5);
+        let out = f.expect(&pkt, xdp::REDIRECT, Stat::Redirect);
+        let payload =
+            Fixture::sealed_as(&out, RELAY_V4, "10.2.0.6", relay_payload(SLOT_REDIRECT, 1, 4));
+        let mac = [2, 0, 0, 0, 2, 6];
+        assert_eq!(
+            out,
+            v4(f.out_mac, mac, [10, 2, 0, 1], [10, 2, 0, 6], 64, (PORT, PORT), &payload)
+        );
+    };
+    for _ in 0..3 {
+        let pkt = f.from_peer(SLOT_TX, 1, 5);
+        let out = f.expect(&pkt, xdp::TX, Stat::Tx);
+        assert_eq!(out, to_same_link(&f, &out));
+        redirect(&mut f);
+    }
+    // The slot really is shared: 10.1.0.5's entry is used until a packet to 10.2.0.6 takes
+    // the slot, after which 10.1.0.5 is looked up afresh (a neighbour change shows at once,
+    // well within the 10 s lifetime).
+    assert_eq!(tx_dmac(&mut f, SLOT_TX), [2, 0, 0, 0, 1, 5]);
+    set_neighbour(&f, "10.1.0.5", "02:00:00:00:01:55");
+    assert_eq!(tx_dmac(&mut f, SLOT_TX), [2, 0, 0, 0, 1, 5], "cached");
+    redirect(&mut f);
+    assert_eq!(tx_dmac(&mut f, SLOT_TX), [2, 0, 0, 0, 1, 0x55], "evicted: looked up afresh");
 }
 
 /// A packet from a keyed peer passes only with a tag of one of that link's keys over its
