@@ -5,8 +5,9 @@
 //!
 //! ```text
 //!   in0  10.1.0.1/24 fd01::1/64   neighbours .2 (peer), .3 (next hop on the same link);
-//!                                 .4 is a client peer (node 4)
-//!   out0 10.2.0.1/24 fd02::1/64   neighbour  .2 (next hop on another link)
+//!                                 .4 is a client peer (node 4); .5 (next hop)
+//!   out0 10.2.0.1/24 fd02::1/64   neighbours .2 (next hop on another link), .6 (next hop
+//!                                 in the FIB cache slot of 10.1.0.5)
 //! ```
 //!
 //! Every peer's link is keyed (key ID 1, a secret of its own); next hops are peers (node 9).
@@ -55,6 +56,8 @@ pub const UNKNOWN: u32 = 77;
 pub const CLIENT: u32 = 4; // the client peer 10.1.0.4
 pub const OVERRIDE_FLOW: u32 = 99; // (REDIRECT_V4, 99) is overridden to go via 10.1.0.3
 pub const NO_NEXT_KEY: u32 = 70; // via 10.2.0.7, not a peer
+pub const SLOT_TX: u32 = 11; // via 10.1.0.5: XDP_TX
+pub const SLOT_REDIRECT: u32 = 21; // via 10.2.0.6, sharing 10.1.0.5's FIB cache slot
 /// Node ID of every next hop.
 pub const NEXT: u32 = 9;
 /// Where the relay header starts in an untagged IPv4 / IPv6 frame.
@@ -62,7 +65,7 @@ pub const RELAY_V4: usize = 14 + 20 + 8;
 pub const RELAY_V6: usize = 14 + 40 + 8;
 
 /// Peers by address, with their node and kind; next hops (node [`NEXT`]) last.
-const PEERS: [(&str, u32, PeerKind); 9] = [
+const PEERS: [(&str, u32, PeerKind); 11] = [
     ("10.1.0.2", 2, PeerKind::Relay),
     ("fd01::2", 2, PeerKind::Relay),
     ("10.1.0.4", CLIENT, PeerKind::Client),
@@ -72,6 +75,8 @@ const PEERS: [(&str, u32, PeerKind); 9] = [
     ("fd02::2", NEXT, PeerKind::Relay),
     ("10.1.0.9", NEXT, PeerKind::Relay),
     ("10.9.0.5", NEXT, PeerKind::Relay),
+    ("10.1.0.5", NEXT, PeerKind::Relay),
+    ("10.2.0.6", NEXT, PeerKind::Relay),
 ];
 
 /// The secret of the link to peer `addr` under key `id` (made up per address and ID).
@@ -105,6 +110,11 @@ impl Drop for Fixture {
     }
 }
 
+/// The node of the peer at `addr` (2 for an address that is not a peer).
+fn node_of(addr: &str) -> u32 {
+    PEERS.iter().find(|p| p.0 == addr).map_or(2, |p| p.1)
+}
+
 pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -128,6 +138,8 @@ impl Fixture {
             "neigh add fd01::3 lladdr 02:00:00:00:01:03 dev in0 nud permanent",
             "neigh add 10.2.0.2 lladdr 02:00:00:00:02:02 dev out0 nud permanent",
             "neigh add fd02::2 lladdr 02:00:00:00:02:02 dev out0 nud permanent",
+            "neigh add 10.1.0.5 lladdr 02:00:00:00:01:05 dev in0 nud permanent",
+            "neigh add 10.2.0.6 lladdr 02:00:00:00:02:06 dev out0 nud permanent",
             "route add unreachable 10.9.0.0/24",
         ] {
             ns.ip(&cmd.split(' ').collect::<Vec<_>>())?;
@@ -156,6 +168,8 @@ impl Fixture {
             (RouteSel::Dst(SLOW), fwd(RouteAction::SlowPath, "10.2.0.2")?),
             (RouteSel::Dst(NO_NEIGH), fwd(RouteAction::Forward, "10.1.0.9")?),
             (RouteSel::Dst(FAMILY_MISMATCH), fwd(RouteAction::Forward, "fd02::2")?),
+            (RouteSel::Dst(SLOT_TX), fwd(RouteAction::Forward, "10.1.0.5")?),
+            (RouteSel::Dst(SLOT_REDIRECT), fwd(RouteAction::Forward, "10.2.0.6")?),
         ];
         for (sel, v) in routes {
             m.set_route(sel, v)?;
@@ -205,14 +219,14 @@ impl Fixture {
 
     /// As [`Self::seal`], with key `id` of the link.
     pub fn seal_with(&mut self, from: &str, id: u8, relay: &mut [u8]) {
-        let node = PEERS.iter().find(|p| p.0 == from).map_or(2, |p| p.1);
+        let node = node_of(from);
         let sealer = self.sealers.entry(ip(from)).or_insert_with(|| Sealer::new(1 << 40));
         sealer.seal(relay, &Self::view_of_me(from, node, id)).unwrap();
     }
 
     /// `expected` (a relay packet as the relay must send it on, but unsealed) with the seal
-    /// of `out[at..]`, after checking that seal is key 1 of the link to `next` and its tag
-    /// verifies with that link's key.
+    /// of `out[at..]`, after checking that seal is key 1 of the link to peer `next` and its
+    /// tag verifies with that link's key.
     pub fn sealed_as(out: &[u8], at: usize, next: &str, expected: Vec<u8>) -> Vec<u8> {
         Self::sealed_with(out, at, next, 1, expected)
     }
@@ -227,8 +241,8 @@ impl Fixture {
     ) -> Vec<u8> {
         let head: &[u8; HEADER_LEN] = out[at..at + HEADER_LEN].try_into().unwrap();
         assert_eq!(head[6], id, "sealed with the next hop's key {id}");
-        // What node 9 at `next` verifies what this relay sends with.
-        let rx = link_keys(&secret(next, id), id, NEXT, ME).rx;
+        // What the peer at `next` verifies what this relay sends with.
+        let rx = link_keys(&secret(next, id), id, node_of(next), ME).rx;
         let tagged: &[u8; TAGGED_LEN] = head[..TAGGED_LEN].try_into().unwrap();
         assert_eq!(auth::tag(&rx, tagged).to_le_bytes(), head[TAGGED_LEN..], "tag for {next}");
         expected[6] = head[6];

@@ -266,6 +266,11 @@ pub mod lossy {
         }
     }
 
+    /// The impairment of each relay link, each way: `loss` random loss, 1 ms delay.
+    pub fn impairment(loss: f64) -> Impairment {
+        Impairment { delay: Duration::from_millis(1), loss, ..Default::default() }
+    }
+
     /// The chain with its agents running, unprotected, every link authenticated.
     pub fn chain(tag: &str, loss: f64) -> Result<Topology> {
         chain_with(tag, loss, true)
@@ -282,10 +287,9 @@ pub mod lossy {
         }
         t.client_node("a", 100)?;
         t.client_node("b", 200)?;
-        let lossy = Impairment { delay: Duration::from_millis(1), loss, ..Default::default() };
         t.link("a", "r1")?;
         for (x, y) in [("r1", "r2"), ("r2", "r3"), ("r3", "r4")] {
-            t.link_impaired(x, y, lossy)?;
+            t.link_impaired(x, y, impairment(loss))?;
         }
         t.link("r4", "b")?;
         t.accept_xdp_frames("b")?;

@@ -1,16 +1,16 @@
 //! Relay networks in namespaces: nodes (relays run `wecan-agent`, clients run nothing),
-//! veth links with a /24 each, agent configs generated from the links, and helpers to
-//! read counters and drive the CLI.
+//! veth links with a /24 each (and a /64, for an overlay over IPv6), agent configs
+//! generated from the links, and helpers to read counters and drive the CLI.
 
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use aya::{
     Ebpf,
     programs::{Xdp, XdpMode},
@@ -23,7 +23,7 @@ use wecan_transport::auth::Secret;
 use crate::{
     bins::bin,
     impair::{ImpairedLink, Impairment},
-    net::{Netns, veth},
+    net::{Netns, in_netns, veth},
     pki::ControllerPki,
     proc::Proc,
 };
@@ -41,6 +41,9 @@ struct Link {
     b: String,
     a_ip: Ipv4Addr,
     b_ip: Ipv4Addr,
+    /// IPv6 addresses of `a` and `b` on links made after [`Topology::over_ipv6`]: the
+    /// overlay runs over them.
+    v6: Option<(Ipv6Addr, Ipv6Addr)>,
     /// The hop authentication secret both ends are configured with (key ID 1).
     secret: Secret,
 }
@@ -68,6 +71,8 @@ pub struct Topology {
     pki: Option<ControllerPki>,
     /// Links are configured with `auth = "none"` ([`Topology::without_auth`]).
     no_auth: bool,
+    /// New links get IPv6 addresses, which the overlay uses ([`Topology::over_ipv6`]).
+    ipv6: bool,
     /// Links through an impairment element, by (a, b).
     impaired: Vec<((String, String), ImpairedLink)>,
     config_dir: PathBuf,
@@ -97,6 +102,7 @@ impl Topology {
             impaired: Vec::new(),
             config_dir,
             no_auth: false,
+            ipv6: false,
         })
     }
 
@@ -116,16 +122,38 @@ impl Topology {
         Ok(())
     }
 
-    /// Links two nodes with a veth pair and a /24 (10.0.N.1 on `a`, 10.0.N.2 on `b`).
+    /// Links two nodes with a veth pair and a /24 (10.0.N.1 on `a`, 10.0.N.2 on `b`; after
+    /// [`Topology::over_ipv6`], also fd00:0:N::1/64 and fd00:0:N::2/64).
     pub fn link(&mut self, a: &str, b: &str) -> Result<()> {
-        let n = self.links.len() as u8 + 1;
-        let (a_ip, b_ip) = (Ipv4Addr::new(10, 0, n, 1), Ipv4Addr::new(10, 0, n, 2));
         let (na, nb) = (self.find(a)?, self.find(b)?);
         veth(&na.ns, &iface(b), &nb.ns, &iface(a))?;
+        self.address_link(a, b)
+    }
+
+    /// Addresses the interfaces `a` and `b` have toward each other as the next link, and
+    /// records it.
+    fn address_link(&mut self, a: &str, b: &str) -> Result<()> {
+        let n = self.links.len() as u8 + 1;
+        let (a_ip, b_ip) = (Ipv4Addr::new(10, 0, n, 1), Ipv4Addr::new(10, 0, n, 2));
+        let v6_of = |host| Ipv6Addr::new(0xfd00, 0, u16::from(n), 0, 0, 0, 0, host);
+        let v6 = self.ipv6.then(|| (v6_of(1), v6_of(2)));
+        let (na, nb) = (self.find(a)?, self.find(b)?);
         na.ns.ip(&["addr", "add", &format!("{a_ip}/24"), "dev", &iface(b)])?;
         nb.ns.ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
-        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip, secret: fresh_secret()? });
+        if let Some((a6, b6)) = v6 {
+            // Without duplicate address detection, usable at once rather than in a second.
+            na.ns.ip(&["addr", "add", &format!("{a6}/64"), "dev", &iface(b), "nodad"])?;
+            nb.ns.ip(&["addr", "add", &format!("{b6}/64"), "dev", &iface(a), "nodad"])?;
+        }
+        let secret = fresh_secret()?;
+        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip, v6, secret });
         Ok(())
+    }
+
+    /// Links made from now on get IPv6 addresses too, and the overlay runs over them:
+    /// configs name those peers by their IPv6 addresses.
+    pub fn over_ipv6(&mut self) {
+        self.ipv6 = true;
     }
 
     /// The secret of the link between `a` and `b`.
@@ -147,14 +175,11 @@ impl Topology {
     /// Like [`Topology::link`], through an impairment element (its own namespace) that
     /// applies `imp` in both directions; change it later with [`Topology::impair`].
     pub fn link_impaired(&mut self, a: &str, b: &str, imp: Impairment) -> Result<()> {
-        let n = self.links.len() as u8 + 1;
-        let (a_ip, b_ip) = (Ipv4Addr::new(10, 0, n, 1), Ipv4Addr::new(10, 0, n, 2));
+        let n = self.links.len() + 1;
         let (na, nb) = (self.find(a)?, self.find(b)?);
         let ns = format!("{}-i{n}", self.tag);
         let el = ImpairedLink::new(&ns, &na.ns, &iface(b), &nb.ns, &iface(a), imp, imp)?;
-        na.ns.ip(&["addr", "add", &format!("{a_ip}/24"), "dev", &iface(b)])?;
-        nb.ns.ip(&["addr", "add", &format!("{b_ip}/24"), "dev", &iface(a)])?;
-        self.links.push(Link { a: a.into(), b: b.into(), a_ip, b_ip, secret: fresh_secret()? });
+        self.address_link(a, b)?;
         self.impaired.push(((a.into(), b.into()), el));
         Ok(())
     }
@@ -177,16 +202,59 @@ impl Topology {
         self.find(name).expect("known node").id
     }
 
-    /// Address of `on` on its link to `toward`.
-    pub fn addr(&self, on: &str, toward: &str) -> Ipv4Addr {
+    /// The link between `on` and `toward`, and whether `on` is its `a` end.
+    fn link_of(&self, on: &str, toward: &str) -> (&Link, bool) {
         self.links
             .iter()
             .find_map(|l| match (l.a == on && l.b == toward, l.b == on && l.a == toward) {
-                (true, _) => Some(l.a_ip),
-                (_, true) => Some(l.b_ip),
+                (true, _) => Some((l, true)),
+                (_, true) => Some((l, false)),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no link {on} -- {toward}"))
+    }
+
+    /// IPv4 address of `on` on its link to `toward`.
+    pub fn addr(&self, on: &str, toward: &str) -> Ipv4Addr {
+        match self.link_of(on, toward) {
+            (l, true) => l.a_ip,
+            (l, false) => l.b_ip,
+        }
+    }
+
+    /// The address of `on` on its link to `toward` that the overlay uses: IPv6 on a link
+    /// made after [`Topology::over_ipv6`], else IPv4.
+    pub fn overlay_addr(&self, on: &str, toward: &str) -> IpAddr {
+        match self.link_of(on, toward) {
+            (Link { v6: Some((a, _)), .. }, true) => IpAddr::V6(*a),
+            (Link { v6: Some((_, b)), .. }, false) => IpAddr::V6(*b),
+            _ => IpAddr::V4(self.addr(on, toward)),
+        }
+    }
+
+    /// Makes `node`'s kernel resolve the overlay address of `toward` (a datagram to its
+    /// discard port, repeated until the neighbour entry is valid), so that a relay forwards
+    /// toward it in XDP from the first packet instead of handing that to its agent. Relays
+    /// resolve their relay peers by probing them; nothing probes a client.
+    pub fn resolve_neighbour(&self, node: &str, toward: &str) -> Result<()> {
+        let to = SocketAddr::new(self.overlay_addr(toward, node), 9);
+        let ns = self.ns(node);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            in_netns(&ns.name, move || {
+                let any: SocketAddr =
+                    if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("an address");
+                UdpSocket::bind(any).and_then(|s| s.send_to(&[], to))
+            })??;
+            let entry = ns.ip(&["neigh", "show", &to.ip().to_string(), "dev", &iface(toward)])?;
+            if ["REACHABLE", "STALE", "DELAY", "PROBE"].iter().any(|s| entry.contains(s)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{node} did not resolve {} within 5 s: {entry:?}", to.ip());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Nodes linked to `name`.
@@ -236,7 +304,7 @@ impl Topology {
                 c += &format!(
                     "\n[[peers]]\nnode_id = {}\naddr = \"{}\"\nkind = \"{}\"\n",
                     self.id(&n),
-                    self.addr(&n, relay),
+                    self.overlay_addr(&n, relay),
                     if client { "client" } else { "relay" },
                 );
                 if let Some(p) = self.protect.get(relay).filter(|_| !client) {

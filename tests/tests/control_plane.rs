@@ -8,7 +8,7 @@ use wecan_tests::{bins::bin, net::sh, scenario::*, skip_privileged};
 
 #[test]
 fn controller_steers_by_link_quality_and_failover_stays_under_a_second() {
-    if skip_privileged("controller_steers_by_link_quality_and_failover_stays_under_a_second") {
+    if skip_privileged() {
         return;
     }
     let mut t = mesh("fo").unwrap();
@@ -90,7 +90,7 @@ fn controller_steers_by_link_quality_and_failover_stays_under_a_second() {
 
 #[test]
 fn controller_death_and_agent_upgrade_lose_nothing() {
-    if skip_privileged("controller_death_and_agent_upgrade_lose_nothing") {
+    if skip_privileged() {
         return;
     }
     let mut t = mesh("up").unwrap();

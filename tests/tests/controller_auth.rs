@@ -33,7 +33,7 @@ fn routes(t: &Topology) -> (Value, Value) {
 
 #[test]
 fn refused_reports_change_no_route_and_are_counted() {
-    if skip_privileged("refused_reports_change_no_route_and_are_counted") {
+    if skip_privileged() {
         return;
     }
     let mut t = Topology::new("au").unwrap();

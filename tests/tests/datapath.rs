@@ -6,21 +6,26 @@
 //! Each test runs in its own network namespace with real routes and neighbours
 //! (`wecan_tests::golden::Fixture`).
 
+use std::{net::IpAddr, time::Duration};
+
 use etherparse::{PacketBuilder, VlanId};
 use wecan_common::{
+    auth::LANE_AGENT,
+    maps::FIB_CACHE_SLOTS,
     stats::{Stat, xdp},
     wire::{PacketKind, ProbeBody, RelayHeader},
 };
+use wecan_datapath::maps::addr_bytes;
 use wecan_tests::{golden::*, net::pin_to_cpu, skip_privileged};
-use wecan_transport::auth::link_keys;
+use wecan_transport::auth::{self, link_keys};
 
-fn fixture(name: &str) -> Option<Fixture> {
-    if skip_privileged(name) { None } else { Some(Fixture::new().unwrap()) }
+fn fixture() -> Option<Fixture> {
+    if skip_privileged() { None } else { Some(Fixture::new().unwrap()) }
 }
 
 #[test]
 fn ipv4_forward_same_link_is_xdp_tx_with_exact_rewrite() {
-    let Some(mut f) = fixture("ipv4_forward_same_link") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let pkt = f.from_peer(TX_V4, 1, 5);
@@ -39,7 +44,7 @@ fn ipv4_forward_same_link_is_xdp_tx_with_exact_rewrite() {
 
 #[test]
 fn ipv4_forward_other_link_is_redirect_with_exact_rewrite() {
-    let Some(mut f) = fixture("ipv4_forward_other_link") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let pkt = f.from_peer(REDIRECT_V4, 1, 16);
@@ -49,7 +54,7 @@ fn ipv4_forward_other_link_is_redirect_with_exact_rewrite() {
 
 #[test]
 fn ipv4_without_udp_checksum_stays_without() {
-    let Some(mut f) = fixture("ipv4_without_udp_checksum") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let mut pkt = f.from_peer(TX_V4, 1, 5);
@@ -62,7 +67,7 @@ fn ipv4_without_udp_checksum_stays_without() {
 
 #[test]
 fn per_flow_override_wins_over_destination_route() {
-    let Some(mut f) = fixture("per_flow_override") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let pkt = f.from_peer(REDIRECT_V4, OVERRIDE_FLOW, 5);
@@ -72,7 +77,7 @@ fn per_flow_override_wins_over_destination_route() {
 
 #[test]
 fn vlan_tagged_forward_keeps_the_tag() {
-    let Some(mut f) = fixture("vlan_tagged_forward") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let build = |smac, dmac, src, dst, ttl, ports: (u16, u16), payload: &[u8]| {
@@ -97,7 +102,7 @@ fn vlan_tagged_forward_keeps_the_tag() {
 
 #[test]
 fn ipv6_forward_tx_and_redirect_with_exact_rewrite() {
-    let Some(mut f) = fixture("ipv6_forward") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let mut pkt = |dst| {
@@ -118,7 +123,7 @@ fn ipv6_forward_tx_and_redirect_with_exact_rewrite() {
 
 #[test]
 fn local_slow_path_and_no_neighbour_go_to_the_stack_unchanged() {
-    let Some(mut f) = fixture("local_slow_path_no_neighbour") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     for (dst, stat) in [(ME, Stat::Local), (SLOW, Stat::SlowPath), (NO_NEIGH, Stat::NoNeighbour)] {
@@ -156,7 +161,7 @@ fn a_relay_whose_agent_died_answers_no_probe() {
 
 #[test]
 fn refused_packets_are_dropped_and_counted() {
-    let Some(mut f) = fixture("refused_packets") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     // Unknown destination, unreachable next hop, family mismatch, hop limit 0.
@@ -190,7 +195,7 @@ fn refused_packets_are_dropped_and_counted() {
 
 #[test]
 fn a_client_speaks_only_for_itself() {
-    let Some(mut f) = fixture("client_source") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let in_mac = f.in_mac;
@@ -216,7 +221,7 @@ fn a_client_speaks_only_for_itself() {
 
 #[test]
 fn bad_headers_are_dropped_by_reason() {
-    let Some(mut f) = fixture("bad_headers") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let mut with = |byte: usize, value: u8| {
@@ -243,7 +248,7 @@ fn bad_headers_are_dropped_by_reason() {
 
 #[test]
 fn truncation_at_every_header_boundary_is_dropped() {
-    let Some(mut f) = fixture("truncation") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let v4_pkt = f.from_peer(TX_V4, 1, 5);
@@ -268,7 +273,7 @@ fn truncation_at_every_header_boundary_is_dropped() {
 
 #[test]
 fn non_relay_traffic_is_left_to_the_kernel() {
-    let Some(mut f) = fixture("non_relay_traffic") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     // UDP to another port.
@@ -305,12 +310,55 @@ fn non_relay_traffic_is_left_to_the_kernel() {
     f.expect(&opts, xdp::PASS, Stat::IpOptions);
 }
 
+/// A probe for this relay from a keyed peer is answered in XDP (XDP_TX) with exactly the
+/// frame the peer expects: MACs, addresses, ports and nodes swapped, kind probe reply, hop
+/// limit, flow, sequence number and body (the prober's timestamp) unchanged, checksums as
+/// etherparse computes them for that frame, sealed for the way back with the key of the
+/// peer's link in the datapath's lane, and accepted by the peer's own verifier.
+#[test]
+fn probes_are_answered_in_xdp_with_exact_bytes() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    let relay = |kind, src, dst| {
+        let mut h = RelayHeader::new(kind, src, dst, 0, 77);
+        h.hop_limit = 1;
+        let mut p = h.to_bytes().to_vec();
+        p.extend_from_slice(&ProbeBody { sent_ns: 1_764_000_123_456_789 }.to_bytes());
+        p
+    };
+    let check_seal = |out: &[u8], at: usize, peer: &str| {
+        let view = Fixture::view_of_me(peer, 2, 1);
+        assert_eq!(auth::verify(&out[at..], &view, &auth::Windows::default()), Ok(()));
+        let seq = u64::from_be_bytes(out[at + 24..at + 32].try_into().unwrap());
+        assert_eq!(seq & LANE_AGENT, 0, "sealed in the datapath's lane, not the probe's");
+    };
+
+    let mut probe = relay(PacketKind::Probe, 2, ME);
+    f.seal("10.1.0.2", &mut probe);
+    let pkt = v4(PEER_MAC, f.in_mac, [10, 1, 0, 2], [10, 1, 0, 1], 20, (40000, PORT), &probe);
+    let out = f.expect(&pkt, xdp::TX, Stat::ProbeReply);
+    check_seal(&out, RELAY_V4, "10.1.0.2");
+    let reply =
+        Fixture::sealed_as(&out, RELAY_V4, "10.1.0.2", relay(PacketKind::ProbeReply, ME, 2));
+    let expected = v4(f.in_mac, PEER_MAC, [10, 1, 0, 1], [10, 1, 0, 2], 20, (PORT, 40000), &reply);
+    assert_eq!(out, expected);
+
+    let mut probe = relay(PacketKind::Probe, 2, ME);
+    f.seal("fd01::2", &mut probe);
+    let pkt = v6(PEER_MAC, f.in_mac, "fd01::2", "fd01::1", 20, (40000, PORT), &probe);
+    let out = f.expect(&pkt, xdp::TX, Stat::ProbeReply);
+    check_seal(&out, RELAY_V6, "fd01::2");
+    let reply = Fixture::sealed_as(&out, RELAY_V6, "fd01::2", relay(PacketKind::ProbeReply, ME, 2));
+    assert_eq!(out, v6(f.in_mac, PEER_MAC, "fd01::1", "fd01::2", 20, (PORT, 40000), &reply));
+}
+
 /// FIB lookups are reused per next hop and CPU for `fib_cache_ms`: while fresh, a neighbour
 /// change is not seen (the cache answers); a packet longer than any the lookup passed is
 /// looked up afresh (its MTU check); with the cache off, every packet is looked up.
 #[test]
 fn fib_lookups_are_cached_per_next_hop() {
-    let Some(mut f) = fixture("fib_cache") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     pin_to_cpu(0);
@@ -345,12 +393,103 @@ fn fib_lookups_are_cached_per_next_hop() {
     assert_eq!(tx(&mut f, p), SAME_LINK_MAC, "cache off");
 }
 
+/// The FIB cache slot of a next hop: its address bytes folded exactly as `fib_slot` in
+/// `xdp-prog/src/forward.rs` folds them.
+fn fib_slot(addr: IpAddr) -> u32 {
+    let (_, bytes) = addr_bytes(addr);
+    let w: Vec<u32> = bytes.chunks(4).map(|c| u32::from_ne_bytes(c.try_into().unwrap())).collect();
+    let x = w[0] ^ w[1] ^ w[2] ^ w[3];
+    (x ^ (x >> 8) ^ (x >> 16) ^ (x >> 24)) & (FIB_CACHE_SLOTS - 1)
+}
+
+/// Gives the neighbour `addr` on in0 the MAC `mac`.
+fn set_neighbour(f: &Fixture, addr: &str, mac: &str) {
+    f.ip(&["neigh", "replace", addr, "lladdr", mac, "dev", "in0", "nud", "permanent"]).unwrap();
+}
+
+/// The destination MAC a packet to `dst`, forwarded on the link it came in on, leaves with.
+fn tx_dmac(f: &mut Fixture, dst: u32) -> [u8; 6] {
+    let pkt = f.from_peer(dst, 1, 5);
+    f.expect(&pkt, xdp::TX, Stat::Tx)[..6].try_into().unwrap()
+}
+
+/// A cached lookup is reused while younger than the configured `fib_cache_ms` and looked up
+/// afresh once older. Each check leaves a busy machine no way to fail it falsely: the entry
+/// must still be used 300 ms on under a 10 s lifetime, and must be gone 300 ms on under a
+/// 100 ms one (a delay only ages it further). Together they bound the lifetime applied
+/// between 100 ms and 10 s for those settings, so a unit slip either way shows.
+#[test]
+fn fib_cache_entries_expire_at_the_configured_lifetime() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    // The cache is per CPU: every run on the same one.
+    pin_to_cpu(0);
+    let wait = || std::thread::sleep(Duration::from_millis(300));
+    f.set_fib_cache_ms(10_000).unwrap();
+    assert_eq!(tx_dmac(&mut f, TX_V4), SAME_LINK_MAC);
+    set_neighbour(&f, "10.1.0.3", "02:00:00:00:01:33");
+    wait();
+    assert_eq!(tx_dmac(&mut f, TX_V4), SAME_LINK_MAC, "within 10 s: the cached MAC");
+
+    f.set_fib_cache_ms(100).unwrap();
+    wait();
+    assert_eq!(tx_dmac(&mut f, TX_V4), [2, 0, 0, 0, 1, 0x33], "older than 100 ms: looked up");
+    // An entry made under the 100 ms lifetime expires with time alone.
+    set_neighbour(&f, "10.1.0.3", "02:00:00:00:01:03");
+    wait();
+    assert_eq!(tx_dmac(&mut f, TX_V4), SAME_LINK_MAC, "100 ms on: looked up again");
+}
+
+/// Next hops that share a cache slot (10.1.0.5 on in0 and 10.2.0.6 on out0, whose address
+/// bytes fold to the same slot) each leave with their own egress, exactly as without a
+/// cache, however their packets interleave.
+#[test]
+fn next_hops_sharing_a_fib_cache_slot_keep_their_own_egress() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    pin_to_cpu(0);
+    assert_eq!(fib_slot(ip("10.1.0.5")), fib_slot(ip("10.2.0.6")), "the next hops collide");
+    f.set_fib_cache_ms(10_000).unwrap();
+    let to_same_link = |f: &Fixture, out: &[u8]| {
+        let payload = Fixture::sealed_as(out, RELAY_V4, "10.1.0.5", relay_payload(SLOT_TX, 1, 4));
+        let mac = [2, 0, 0, 0, 1, 5];
+        v4(f.in_mac, mac, [10, 1, 0, 1], [10, 1, 0, 5], 64, (PORT, PORT), &payload)
+    };
+    let redirect = |f: &mut Fixture| {
+        let pkt = f.from_peer(SLOT_REDIRECT, 1, 5);
+        let out = f.expect(&pkt, xdp::REDIRECT, Stat::Redirect);
+        let payload =
+            Fixture::sealed_as(&out, RELAY_V4, "10.2.0.6", relay_payload(SLOT_REDIRECT, 1, 4));
+        let mac = [2, 0, 0, 0, 2, 6];
+        assert_eq!(
+            out,
+            v4(f.out_mac, mac, [10, 2, 0, 1], [10, 2, 0, 6], 64, (PORT, PORT), &payload)
+        );
+    };
+    for _ in 0..3 {
+        let pkt = f.from_peer(SLOT_TX, 1, 5);
+        let out = f.expect(&pkt, xdp::TX, Stat::Tx);
+        assert_eq!(out, to_same_link(&f, &out));
+        redirect(&mut f);
+    }
+    // The slot really is shared: 10.1.0.5's entry is used until a packet to 10.2.0.6 takes
+    // the slot, after which 10.1.0.5 is looked up afresh (a neighbour change shows at once,
+    // well within the 10 s lifetime).
+    assert_eq!(tx_dmac(&mut f, SLOT_TX), [2, 0, 0, 0, 1, 5]);
+    set_neighbour(&f, "10.1.0.5", "02:00:00:00:01:55");
+    assert_eq!(tx_dmac(&mut f, SLOT_TX), [2, 0, 0, 0, 1, 5], "cached");
+    redirect(&mut f);
+    assert_eq!(tx_dmac(&mut f, SLOT_TX), [2, 0, 0, 0, 1, 0x55], "evicted: looked up afresh");
+}
+
 /// A packet from a keyed peer passes only with a tag of one of that link's keys over its
 /// exact header, once: everything else is dropped by reason, cheapest check first, and the
 /// valid packets beside them are forwarded.
 #[test]
 fn unauthenticated_packets_are_dropped_by_reason() {
-    let Some(mut f) = fixture("hop_auth") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let frame = |f: &Fixture, p: &[u8]| {
@@ -397,7 +536,7 @@ fn unauthenticated_packets_are_dropped_by_reason() {
 /// key is refused.
 #[test]
 fn keys_rotate_without_loss() {
-    let Some(mut f) = fixture("key_rotation") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let frame = |f: &Fixture, p: &[u8]| {
@@ -443,7 +582,7 @@ fn keys_rotate_without_loss() {
 /// A link configured without authentication takes untagged packets and sends untagged.
 #[test]
 fn unauthenticated_links_pass_untagged() {
-    let Some(mut f) = fixture("no_auth_link") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     for addr in ["10.1.0.2", "10.1.0.3"] {

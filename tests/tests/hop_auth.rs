@@ -86,7 +86,7 @@ const EVERY: u32 = 10;
 
 #[test]
 fn spoofed_and_replayed_packets_are_dropped_beside_a_valid_stream() {
-    if skip_privileged("spoofed_and_replayed_packets_are_dropped_beside_a_valid_stream") {
+    if skip_privileged() {
         return;
     }
     let t = chain("ha");
@@ -183,7 +183,7 @@ fn spoofed_and_replayed_packets_are_dropped_beside_a_valid_stream() {
 
 #[test]
 fn link_keys_rotate_mid_stream_without_loss() {
-    if skip_privileged("link_keys_rotate_mid_stream_without_loss") {
+    if skip_privileged() {
         return;
     }
     let t = chain("hr");

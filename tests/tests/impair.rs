@@ -279,7 +279,7 @@ fn ms(d: Duration) -> f64 {
 
 #[test]
 fn impaired_link_delays_loses_bursts_cuts_and_carries_xdp_frames() {
-    if skip_privileged("impaired_link_delays_loses_bursts_cuts_and_carries_xdp_frames") {
+    if skip_privileged() {
         return;
     }
     let tag = std::process::id() % 100_000;

@@ -62,7 +62,7 @@ fn round_trip(t: &Topology, n: u32) -> RecvReport {
 
 #[test]
 fn xtask_load_attaches_forwards_and_unload_cleans_up() {
-    if skip_privileged("xtask_load_attaches_forwards_and_unload_cleans_up") {
+    if skip_privileged() {
         return;
     }
     let mut t = Topology::new("lu").unwrap();

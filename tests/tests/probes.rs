@@ -28,7 +28,7 @@ fn link(t: &Topology, peer: u32) -> (f64, f64, f64, u64) {
 
 #[test]
 fn probes_answered_in_xdp_measure_lower_steadier_rtt() {
-    if skip_privileged("probes_answered_in_xdp_measure_lower_steadier_rtt") {
+    if skip_privileged() {
         return;
     }
     let mut t = Topology::new("pr").unwrap();

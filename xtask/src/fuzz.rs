@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::root;
+use crate::{root, summary::Tally};
 
 /// The targets in `fuzz/fuzz_targets/`.
 const TARGETS: [&str; 4] = ["wire_header", "hop_message", "agent_config", "controller_api"];
@@ -22,14 +22,6 @@ const SECONDS: u32 = 15;
 const RUNS: u32 = 10_000_000;
 /// Set to 1, lets a machine without cargo-fuzz skip the runs (counted as skipped).
 const SKIP_VAR: &str = "WECAN_SKIP_FUZZ";
-
-/// Passed, failed and skipped targets.
-#[derive(Default)]
-pub struct Tally {
-    pub passed: u64,
-    pub failed: u64,
-    pub skipped: u64,
-}
 
 pub fn run_all() -> Result<Tally> {
     let mut tally = Tally::default();

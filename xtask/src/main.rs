@@ -14,6 +14,7 @@
 
 mod fuzz;
 mod setup;
+mod summary;
 
 use std::{
     path::{Path, PathBuf},
@@ -22,6 +23,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use summary::Tally;
 
 #[derive(Parser)]
 #[command(about = "wecan build, load, demo, bench and test workflow")]
@@ -134,10 +136,7 @@ fn real_main() -> Result<()> {
             run_bin("wecan-lab", &args)
         }
         Cmd::Test => test(),
-        Cmd::Fuzz => {
-            let t = fuzz::run_all()?;
-            summary(t.passed, t.failed, t.skipped, true)
-        }
+        Cmd::Fuzz => finish(&fuzz::run_all()?, true),
     }
 }
 
@@ -183,47 +182,48 @@ fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--release", "--all-targets", "--", "-D", "warnings"]))?;
     build()?;
+    // Privileged tests record their skips here (libtest counts them as passed).
+    let skip_log = std::env::temp_dir().join(format!("wecan-skips-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&skip_log);
     // cargo prints one result line per test binary; add them up into one closing line.
     let mut child = cargo()
         .args(["test", "--release", "--no-fail-fast"])
+        .env(summary::SKIP_LOG_VAR, &skip_log)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running cargo test")?;
-    let (mut passed, mut failed) = (0u64, 0u64);
+    let mut tally = Tally::default();
     for line in
         std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().expect("piped")))
     {
         let line = line?;
         println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            passed += count(rest, " passed");
-            failed += count(rest, " failed");
-        }
+        tally.add_libtest_line(&line);
     }
     let status = child.wait()?;
-    let fuzz = fuzz::run_all()?;
-    summary(passed + fuzz.passed, failed + fuzz.failed, fuzz.skipped, status.success())
+    let skips = summary::read_skips(&skip_log);
+    let _ = std::fs::remove_file(&skip_log);
+    let skips = skips?;
+    tally.add_skips(&skips)?;
+    if !skips.is_empty() {
+        println!("skipped privileged tests ({}):", skips.len());
+        for s in &skips {
+            println!("  {s}");
+        }
+    }
+    tally.add(fuzz::run_all()?);
+    let opted_out = std::env::var(summary::SKIP_VAR).as_deref() == Ok("1");
+    let verdict = finish(&tally, status.success());
+    summary::check_skips(&skips, opted_out)?;
+    verdict
 }
 
-/// The closing line CI reads; an error when anything failed (`ok`: the test runner's exit).
-fn summary(passed: u64, failed: u64, skipped: u64, ok: bool) -> Result<()> {
-    let skipped = if skipped > 0 { format!(", {skipped} skipped") } else { String::new() };
-    println!("wecan: {passed} passed, {failed} failed{skipped}");
-    if !ok || failed > 0 {
+/// Prints the closing line CI reads; an error when anything failed (`ok`: the test
+/// runner's exit).
+fn finish(tally: &Tally, ok: bool) -> Result<()> {
+    println!("{}", tally.line());
+    if !ok || tally.failed > 0 {
         bail!("tests failed");
     }
     Ok(())
-}
-
-/// The number before `label` in a cargo test result line ("ok. 6 passed; 0 failed; …").
-fn count(line: &str, label: &str) -> u64 {
-    line.split(';')
-        .find_map(|part| {
-            part.trim()
-                .trim_start_matches("ok. ")
-                .trim_start_matches("FAILED. ")
-                .strip_suffix(label)
-        })
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
