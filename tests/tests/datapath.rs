@@ -135,7 +135,7 @@ fn local_slow_path_and_no_neighbour_go_to_the_stack_unchanged() {
 
 #[test]
 fn a_relay_whose_agent_died_answers_no_probe() {
-    let Some(mut f) = fixture("dead_agent") else {
+    let Some(mut f) = fixture() else {
         return;
     };
     let probe = |f: &mut Fixture| {

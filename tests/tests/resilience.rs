@@ -46,7 +46,7 @@ fn wait_link(t: &Topology, relay: &str, peer: u32, up: bool) {
 
 #[test]
 fn a_crashed_agent_is_routed_around_with_and_without_the_controller() {
-    if skip_privileged("a_crashed_agent_is_routed_around_with_and_without_the_controller") {
+    if skip_privileged() {
         return;
     }
     let mut t = mesh("kl").unwrap();
@@ -91,7 +91,7 @@ fn a_crashed_agent_is_routed_around_with_and_without_the_controller() {
 
 #[test]
 fn an_interface_set_down_fails_over_without_waiting_for_probes() {
-    if skip_privileged("an_interface_set_down_fails_over_without_waiting_for_probes") {
+    if skip_privileged() {
         return;
     }
     let mut t = mesh("id").unwrap();
