@@ -98,6 +98,8 @@ impl Agent {
             None => (SlowPath::bind(&cfg)?, None),
         };
         let mut agent = Self { cfg, relay, slow, prober, table, upstream, live, listener: None };
+        // Alive before the first probe can reach the program.
+        agent.live.beat(&mut agent.relay.maps);
         for i in &agent.cfg.interfaces {
             if let Err(e) = agent.relay.attach(i) {
                 agent.shutdown(if confirmation.is_some() {
@@ -108,7 +110,6 @@ impl Agent {
                 return Err(e);
             }
         }
-        agent.live.beat(&mut agent.relay.maps);
         if let Some(c) = confirmation {
             c.confirm()?;
             info!("took over from the running agent");
@@ -167,7 +168,12 @@ impl Agent {
                 .is_some();
             let mut reroute = false;
             for t in &changes {
-                info!("link to node {} is {}", t.peer, if t.up { "up" } else { "down" });
+                info!(
+                    "node {}: link to node {} is {}",
+                    self.cfg.node_id,
+                    t.peer,
+                    if t.up { "up" } else { "down" }
+                );
                 reroute |= self.table.set_link(t.peer, t.up);
             }
             let pushed = self.upstream.as_ref().and_then(Upstream::routes);

@@ -47,8 +47,15 @@ impl Liveness {
     /// still leave it running).
     pub fn beat(&mut self, maps: &mut Maps) {
         let now = now_ns();
-        if now.saturating_sub(self.beat_ns) < self.lease_ns / 3 {
+        let since = now.saturating_sub(self.beat_ns);
+        if since < self.lease_ns / 3 {
             return;
+        }
+        if self.beat_ns != 0 && since > self.lease_ns {
+            warn!(
+                "heartbeat {} ms late: the agent's loop stalled, and XDP answered no probe meanwhile",
+                (since - self.lease_ns) / 1_000_000
+            );
         }
         match maps.beat(now.saturating_add(self.lease_ns)) {
             Ok(()) => self.beat_ns = now,

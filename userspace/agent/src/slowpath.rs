@@ -30,6 +30,8 @@ use crate::{config::Config, hop_auth::HopAuth, probe::mapped, protection::Protec
 
 /// Receive buffer of the agent's socket.
 const RCVBUF: usize = 16 << 20;
+/// Send buffer of the agent's socket (see [`SlowPath::with_socket`]).
+const SNDBUF: usize = 4 << 20;
 
 /// What the slow path did, by outcome.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -122,6 +124,12 @@ impl SlowPath {
         // Room for bursts (a reliable flow's held packets are released at once when a gap
         // fills) while the agent is busy or descheduled.
         sockopt::grow_rcvbuf(sock.as_raw_fd(), RCVBUF).context("receive buffer")?;
+        // Datagrams to a peer whose neighbour entry is unresolved wait in the kernel's
+        // neighbour queue, charged to this socket for up to the 3 s ARP gives up after:
+        // room for several such peers, and never blocking the loop when it is full (a send
+        // that would block fails and is counted).
+        sockopt::grow_sndbuf(sock.as_raw_fd(), SNDBUF).context("send buffer")?;
+        sock.set_nonblocking(true).context("non-blocking slow-path socket")?;
         Ok(Self {
             sock,
             node_id: cfg.node_id,

@@ -1,5 +1,5 @@
 //! Socket options std does not expose: one `setsockopt` wrapper for the agent, the client
-//! and the test toolkit, receive-buffer sizing, the kernel's count of datagrams a socket
+//! and the test toolkit, buffer sizing, the kernel's count of datagrams a socket
 //! dropped because its buffer was full, and waiting for a socket to become readable.
 
 use std::{io, os::fd::RawFd, time::Duration};
@@ -23,6 +23,14 @@ pub fn grow_rcvbuf(fd: RawFd, bytes: usize) -> io::Result<()> {
     let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     set(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &bytes)
         .or_else(|_| set(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &bytes))
+}
+
+/// Sets the send buffer to `bytes`, beyond `net.core.wmem_max` when privileged
+/// (`SO_SNDBUFFORCE`), else as far as the sysctl allows.
+pub fn grow_sndbuf(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &bytes)
+        .or_else(|_| set(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &bytes))
 }
 
 /// Datagrams the kernel dropped on this socket (full receive buffer, failed filters):

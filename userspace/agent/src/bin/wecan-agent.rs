@@ -85,7 +85,10 @@ extern "C" fn on_upgrade(_: libc::c_int) {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Milliseconds: failovers and handovers happen within them.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     if let Err(e) = real_main() {
         eprintln!("wecan-agent: {e:#}");
         std::process::exit(1);
