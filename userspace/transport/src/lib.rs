@@ -8,8 +8,10 @@
 //! - [`hop`]: the pipeline between two adjacent relays that combines them: [`hop::LinkTx`]
 //!   at the sending relay, [`hop::LinkRx`] at the receiving one, and their wire format.
 //! - [`auth`]: hop authentication for userspace ends of a link: keys, sealing, verifying.
+//! - [`carry`]: carrying the state to another process (a hitless agent upgrade).
 
 pub mod arq;
 pub mod auth;
+pub mod carry;
 pub mod fec;
 pub mod hop;
