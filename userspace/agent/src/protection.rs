@@ -16,7 +16,9 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use wecan_transport::hop::{FecSettings, HopError, LinkRx, LinkTx, ProtectMode, RxStats, TxStats};
+use wecan_transport::hop::{
+    FecSettings, HopError, LinkRx, LinkTx, ProtectMode, Refusal, RxStats, Sent, TxStats,
+};
 
 use crate::{config::Config, hop_auth::AuthCounts};
 
@@ -126,7 +128,8 @@ impl ProtectedLinks {
         self.rtt.get(&peer).copied().unwrap_or(DEFAULT_RTT).max(Duration::from_millis(1))
     }
 
-    /// Protects `pkt` on the hop to relay `peer` at `to`; the hop packets to send go to `out`.
+    /// Protects `pkt` on the hop to relay `peer` at `to`; the hop packets to send now go to
+    /// `out`. A reliable packet may be queued, or refused (counted in the link's counters).
     pub fn send(
         &mut self,
         peer: u32,
@@ -135,7 +138,7 @@ impl ProtectedLinks {
         pkt: &[u8],
         now: Instant,
         out: &mut Vec<Vec<u8>>,
-    ) {
+    ) -> Result<Sent, Refusal> {
         let rtt = self.rtt(peer);
         let (node, epoch) = (self.node, self.epoch);
         let fec = self.fec.get(&peer).copied().unwrap_or_default();
@@ -145,15 +148,15 @@ impl ProtectedLinks {
             mode,
         });
         (tx.to, tx.mode) = (to, mode);
-        tx.link.send(mode, pkt, now, out);
+        tx.link.send(mode, pkt, now, out)
     }
 
-    /// A NACK from `peer`: resends to append to `out`, and where to send them. One for a
-    /// link without sending state is counted and answered with nothing.
+    /// A NACK from `peer`: resends (and queued packets it made room for) to append to `out`,
+    /// and where to send them. One for a link without sending state is counted and answered
+    /// with nothing.
     pub fn on_nack(
         &mut self,
         peer: u32,
-        rflags: u8,
         body: &[u8],
         now: Instant,
         out: &mut Vec<Vec<u8>>,
@@ -162,7 +165,7 @@ impl ProtectedLinks {
             self.refused.nacks_without_link += 1;
             return Ok(None);
         };
-        tx.link.on_nack(rflags, body, now, out)?;
+        tx.link.on_nack(body, now, out)?;
         Ok(Some(tx.to))
     }
 
@@ -229,3 +232,4 @@ impl ProtectedLinks {
 fn new_epoch() -> Result<u32> {
     getrandom::u32().context("cannot draw a random hop epoch from the OS")
 }
+
