@@ -117,11 +117,19 @@ impl ProtectedLinks {
         self.active() || self.refused != HopRefusals::default()
     }
 
-    /// The probes' mean RTT of the link to `peer`, for the ARQ timers of links set up later.
-    /// (The loss that sets the FEC parity comes from the receiving relay's reports, which
-    /// measure the protected traffic itself.)
+    /// The probes' mean RTT of the link to `peer`: the ARQ timers of its links in both
+    /// directions follow it from now on (the peer's agent measures the same link). (The loss
+    /// that sets the FEC parity comes from the receiving relay's reports, which measure the
+    /// protected traffic itself.)
     pub fn set_rtt(&mut self, peer: u32, rtt: Duration) {
         self.rtt.insert(peer, rtt);
+        let rtt = self.rtt(peer);
+        if let Some(tx) = self.tx.get_mut(&peer) {
+            tx.link.set_rtt(rtt);
+        }
+        if let Some(rx) = self.rx.get_mut(&peer) {
+            rx.link.set_rtt(rtt);
+        }
     }
 
     fn rtt(&self, peer: u32) -> Duration {
@@ -233,3 +241,72 @@ fn new_epoch() -> Result<u32> {
     getrandom::u32().context("cannot draw a random hop epoch from the OS")
 }
 
+#[cfg(test)]
+mod tests {
+    use wecan_common::wire::{PacketKind, RelayHeader, flags};
+    use wecan_transport::hop::{RELIABLE_BACKLOG, RELIABLE_WINDOW};
+
+    use super::*;
+
+    fn links() -> ProtectedLinks {
+        let cfg = Config::parse(
+            r#"
+            node_id = 1
+            interfaces = ["eth0"]
+            [[peers]]
+            node_id = 2
+            addr = "10.0.0.2"
+            auth = "none"
+            protect = { mode = "arq" }
+            "#,
+        )
+        .unwrap();
+        ProtectedLinks::new(&cfg).unwrap()
+    }
+
+    fn reliable(seq: u32) -> Vec<u8> {
+        let mut h = RelayHeader::new(PacketKind::Data, 100, 200, 1, seq);
+        h.flags = flags::RELIABLE;
+        h.to_bytes().to_vec()
+    }
+
+    const TO: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7300);
+
+    /// A link made before the probes measured it follows their RTT once they do: its tail
+    /// probe waits 2 × 100 ms, not 2 × the 10 ms assumed at first.
+    #[test]
+    fn live_links_follow_the_probed_rtt() {
+        let mut p = links();
+        let t = Instant::now();
+        let mut out = Vec::new();
+        p.send(2, TO, ProtectMode::Arq, &reliable(0), t, &mut out).unwrap();
+        p.set_rtt(2, Duration::from_millis(100));
+        let mut due = Vec::new();
+        p.poll(t + Duration::from_millis(199), &mut due);
+        assert!(due.is_empty(), "probed on the old RTT");
+        p.poll(t + Duration::from_millis(200), &mut due);
+        assert_eq!(due.len(), 1);
+    }
+
+    /// Refused reliable packets are returned and counted in the published report.
+    #[test]
+    fn refusals_reach_the_report() {
+        let mut p = links();
+        let t = Instant::now();
+        let mut out = Vec::new();
+        let offered = RELIABLE_WINDOW + RELIABLE_BACKLOG + 100;
+        let refused = (0..offered as u32)
+            .filter(|&s| p.send(2, TO, ProtectMode::Arq, &reliable(s), t, &mut out).is_err())
+            .count();
+        assert_eq!(refused, 100);
+        let report = p.report(0, &AuthCounts::default());
+        let s = report.tx[0].stats;
+        assert_eq!(
+            (s.refused_full, s.queued, s.backlog),
+            (100, RELIABLE_BACKLOG as u64, RELIABLE_BACKLOG)
+        );
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains("\"refused_full\":100"), "{json}");
+    }
+}
