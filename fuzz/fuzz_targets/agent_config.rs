@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         let mut wire = Vec::new();
         for seq in 0..fec.group as u32 {
             let pkt = RelayHeader::new(PacketKind::Data, 100, 200, 1, seq).to_bytes();
-            tx.send(mode, &pkt, now, &mut wire);
+            tx.send(mode, &pkt, now, &mut wire).expect("a deadline flow is never refused");
         }
         tx.poll(now + fec.timeout, &mut wire);
         let mut got = Vec::new();

@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 use wecan_common::wire::{HEADER_LEN, PacketKind, RelayHeader, flags};
 use wecan_transport::{
     arq,
-    hop::{FecSettings, HOP_HEADER_LEN, HopHeader, LinkRx, LinkTx, ProtectMode},
+    hop::{FecSettings, HOP_HEADER_LEN, HopHeader, LinkRx, LinkTx, ProtectMode, RELIABLE_STREAMS},
 };
 
 /// Counts live heap bytes and their peak, so the target can bound what the ends keep.
@@ -51,21 +51,21 @@ const HISTORY: usize = 32;
 /// Heap the two ends may grow by within one input. A few dozen packets need well under a
 /// megabyte; this catches windows, groups or codecs allocated out of proportion.
 const HEAP_LIMIT: usize = 32 << 20;
-/// Most hop packets one receiver poll may emit: a loss report and, per ARQ stream, its NACKs
-/// twice each.
-const MAX_POLL_OUT: usize = 1 + 2 * arq::MAX_NACK_RANGES * 2;
+/// Most hop packets one receiver poll may emit: a loss report and, per ARQ stream (deadline
+/// and reliable ones), its NACKs twice each.
+const MAX_POLL_OUT: usize = 1 + 2 * arq::MAX_NACK_RANGES * (1 + RELIABLE_STREAMS);
 
 #[derive(Arbitrary, Debug)]
 enum Step {
-    /// An original packet of `len` bytes through the sending end; hop packet `i` of what it
-    /// emits is lost when bit `i` of `lose` is set.
-    Send { reliable: bool, mode: u8, len: u16, lose: u16 },
+    /// An original packet of flow `flow` (of a few) and `len` bytes through the sending end;
+    /// hop packet `i` of what it emits is lost when bit `i` of `lose` is set.
+    Send { reliable: bool, flow: u8, mode: u8, len: u16, lose: u16 },
     /// A hop packet sent earlier, again (duplicate, reordered), with byte `at` xored by `xor`.
     Replay { which: u8, at: u16, xor: u8 },
     /// Arbitrary bytes into the receiving end as a hop packet of `kind`.
     Raw { kind: u8, body: Vec<u8> },
     /// Arbitrary bytes into the sending end as a NACK or loss report.
-    Feedback { reliable: bool, body: Vec<u8> },
+    Feedback { body: Vec<u8> },
     /// Time passes: both ends run their timers; the receiver's NACKs and reports reach the
     /// sender.
     Wait { ms: u8 },
@@ -114,14 +114,16 @@ fn link(steps: impl Iterator<Item = Step>) {
     for step in steps {
         let mut wire = Vec::new();
         match step {
-            Step::Send { reliable, mode, len, lose } => {
-                let mut hdr = RelayHeader::new(PacketKind::Data, 100, 200, 1, seq);
+            Step::Send { reliable, flow, mode, len, lose } => {
+                let flow = u32::from(flow % 4);
+                let mut hdr = RelayHeader::new(PacketKind::Data, 100, 200, flow, seq);
                 hdr.flags = if reliable { flags::RELIABLE } else { 0 };
                 seq = seq.wrapping_add(1);
                 let mut pkt = hdr.to_bytes().to_vec();
                 pkt.resize(HEADER_LEN + usize::from(len % 1600), seq as u8);
                 let mode = ProtectMode::ALL[usize::from(mode) % ProtectMode::ALL.len()];
-                tx.send(mode, &pkt, now, &mut wire);
+                // A refusal (a full reliable stream) sends nothing: also a valid outcome.
+                let _ = tx.send(mode, &pkt, now, &mut wire);
                 for (i, p) in wire.into_iter().enumerate() {
                     if lose & (1 << (i % 16)) == 0 {
                         to_rx(&mut rx, &p, now, &mut delivered);
@@ -141,9 +143,8 @@ fn link(steps: impl Iterator<Item = Step>) {
             Step::Raw { kind, body } => {
                 let _ = rx.on_packet(kind, &body, now, &mut delivered);
             }
-            Step::Feedback { reliable, body } => {
-                let rflags = if reliable { flags::RELIABLE } else { 0 };
-                let _ = tx.on_nack(rflags, &body, now, &mut wire);
+            Step::Feedback { body } => {
+                let _ = tx.on_nack(&body, now, &mut wire);
                 for p in wire {
                     to_rx(&mut rx, &p, now, &mut delivered);
                 }
@@ -159,9 +160,9 @@ fn link(steps: impl Iterator<Item = Step>) {
                 assert!(back.len() <= MAX_POLL_OUT, "one poll emitted {} packets", back.len());
                 let mut resent = Vec::new();
                 for p in &back {
-                    let (h, body) =
+                    let (_, body) =
                         RelayHeader::decode(p).expect("the receiver emits valid packets");
-                    let _ = tx.on_nack(h.flags, body, now, &mut resent);
+                    let _ = tx.on_nack(body, now, &mut resent);
                 }
                 for p in resent {
                     to_rx(&mut rx, &p, now, &mut delivered);

@@ -152,13 +152,28 @@ pub fn stream_with(
     rate: u32,
     send_args: &[&str],
 ) -> Result<Stream> {
+    streams_with(t, 1, count, first_seq, rate, send_args)
+}
+
+/// Like [`stream_with`], `flows` flows from one sender (`wecan-client send --flows`), `rate`
+/// packets/s in all: flow `f` (1 ..= flows) sends `count` packets numbered from
+/// `first_seq + (f − 1) × count`; the receiver expects them all.
+pub fn streams_with(
+    t: &Topology,
+    flows: u32,
+    count: u32,
+    first_seq: u32,
+    rate: u32,
+    send_args: &[&str],
+) -> Result<Stream> {
     let b = t.addr("b", "r4");
+    let total = (flows * count).to_string();
     let (count, first) = (count.to_string(), first_seq.to_string());
     let (rx, _, lines) = Proc::spawn_capture(
         "receiver",
         t.client("b").args(["recv", "--json", "--bind", &format!("{b}:7300")]).args([
             "--count",
-            &count,
+            &total,
             "--first-seq",
             &first,
             "--timeout",
@@ -174,6 +189,7 @@ pub fn stream_with(
         .client("a")
         .args(["send", "--to", &format!("{r1}:7300"), "--src-node", "100", "--dst-node", "200"])
         .args(["--count", &count, "--first-seq", &first, "--rate", &rate.to_string()])
+        .args(["--flows", &flows.to_string()])
         .args(send_args)
         .stdout(Stdio::null())
         .spawn()?;

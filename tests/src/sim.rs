@@ -179,7 +179,8 @@ impl Chain {
             out.push(pkt);
         } else {
             let now = self.now(t);
-            self.tx[at].send(self.cfg.mode, &pkt, now, &mut out);
+            // A refusal is a packet lost to the chain; `delivery` shows it.
+            let _ = self.tx[at].send(self.cfg.mode, &pkt, now, &mut out);
         }
         self.transmit(t, at, at + 1, out);
     }
@@ -205,7 +206,7 @@ impl Chain {
                 let mut out = Vec::new();
                 if hdr.kind == PacketKind::Nack as u8 {
                     // Relay `to` sent on this link: its sender takes the NACK.
-                    let _ = self.tx[to].on_nack(hdr.flags, body, now, &mut out);
+                    let _ = self.tx[to].on_nack(body, now, &mut out);
                     self.transmit(t, to, from, out);
                 } else {
                     let _ = self.rx[from].on_packet(hdr.kind, body, now, &mut out);

@@ -275,6 +275,11 @@ pub struct ProtectionRow {
     nacks: u64,
     retransmissions: Option<u64>,
     lost: Option<u64>,
+    /// Sending side: reliable packets refused (backlog or budget full, no free stream).
+    /// Receiving side: reliable packets not held (budget full; asked for again).
+    refused: u64,
+    /// Sending side: deadline packets evicted unexpired (buffer full).
+    evicted: Option<u64>,
     /// Sending side: extra bytes per payload byte. Receiving side: residual loss.
     pct: f64,
 }
@@ -296,6 +301,8 @@ impl ProtectionRow {
                 nacks: s.nacks_received,
                 retransmissions: Some(s.retransmissions),
                 lost: None,
+                refused: s.refused_full + s.refused_streams,
+                evicted: Some(s.dropped_full),
                 pct: pct(s.wire_bytes.saturating_sub(s.payload_bytes), s.payload_bytes),
             }
         });
@@ -313,6 +320,8 @@ impl ProtectionRow {
                 nacks: s.nacks_sent,
                 retransmissions: None,
                 lost: Some(s.lost),
+                refused: s.over_budget,
+                evicted: None,
                 pct: pct(s.lost, s.delivered + s.lost),
             }
         });
@@ -333,6 +342,8 @@ impl Row for ProtectionRow {
         "NACKS",
         "RETX",
         "LOST",
+        "REFUSED",
+        "EVICTED",
         "OVERHEAD/RESIDUAL-%",
     ];
     fn cells(&self) -> Vec<String> {
@@ -348,6 +359,8 @@ impl Row for ProtectionRow {
             self.nacks.to_string(),
             opt(&self.retransmissions),
             opt(&self.lost),
+            self.refused.to_string(),
+            opt(&self.evicted),
             format!("{:.3}", self.pct),
         ]
     }
@@ -364,6 +377,27 @@ mod tests {
             vec![vec!["a".into(), "5".into()], vec!["long".into(), "100".into()]].into_iter(),
         );
         assert_eq!(t, "NAME    N\na       5\nlong  100\n");
+    }
+
+    /// Refusals and evictions have their own columns: tx refused = full + no stream, rx
+    /// refused = over budget.
+    #[test]
+    fn protection_rows_show_refusals() {
+        use crate::protection::{RxRow, TxRow};
+        use wecan_transport::hop::{RxStats, TxStats};
+        let tx =
+            TxStats { refused_full: 3, refused_streams: 4, dropped_full: 5, ..TxStats::default() };
+        let rx = RxStats { over_budget: 6, ..RxStats::default() };
+        let report = ProtectionReport {
+            tx: vec![TxRow { peer: 2, mode: "arq".into(), stats: tx }],
+            rx: vec![RxRow { peer: 2, stats: rx }],
+            ..ProtectionReport::default()
+        };
+        let at = |name| ProtectionRow::HEADER.iter().position(|h| *h == name).unwrap();
+        let rows: Vec<Vec<String>> =
+            ProtectionRow::from_report(&report).iter().map(Row::cells).collect();
+        assert_eq!((rows[0][at("REFUSED")].as_str(), rows[0][at("EVICTED")].as_str()), ("7", "5"));
+        assert_eq!((rows[1][at("REFUSED")].as_str(), rows[1][at("EVICTED")].as_str()), ("6", "-"));
     }
 
     #[test]

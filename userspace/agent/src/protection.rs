@@ -16,7 +16,9 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use wecan_transport::hop::{FecSettings, HopError, LinkRx, LinkTx, ProtectMode, RxStats, TxStats};
+use wecan_transport::hop::{
+    FecSettings, HopError, LinkRx, LinkTx, ProtectMode, Refusal, RxStats, Sent, TxStats,
+};
 
 use crate::{config::Config, hop_auth::AuthCounts};
 
@@ -115,18 +117,27 @@ impl ProtectedLinks {
         self.active() || self.refused != HopRefusals::default()
     }
 
-    /// The probes' mean RTT of the link to `peer`, for the ARQ timers of links set up later.
-    /// (The loss that sets the FEC parity comes from the receiving relay's reports, which
-    /// measure the protected traffic itself.)
+    /// The probes' mean RTT of the link to `peer`: the ARQ timers of its links in both
+    /// directions follow it from now on (the peer's agent measures the same link). (The loss
+    /// that sets the FEC parity comes from the receiving relay's reports, which measure the
+    /// protected traffic itself.)
     pub fn set_rtt(&mut self, peer: u32, rtt: Duration) {
         self.rtt.insert(peer, rtt);
+        let rtt = self.rtt(peer);
+        if let Some(tx) = self.tx.get_mut(&peer) {
+            tx.link.set_rtt(rtt);
+        }
+        if let Some(rx) = self.rx.get_mut(&peer) {
+            rx.link.set_rtt(rtt);
+        }
     }
 
     fn rtt(&self, peer: u32) -> Duration {
         self.rtt.get(&peer).copied().unwrap_or(DEFAULT_RTT).max(Duration::from_millis(1))
     }
 
-    /// Protects `pkt` on the hop to relay `peer` at `to`; the hop packets to send go to `out`.
+    /// Protects `pkt` on the hop to relay `peer` at `to`; the hop packets to send now go to
+    /// `out`. A reliable packet may be queued, or refused (counted in the link's counters).
     pub fn send(
         &mut self,
         peer: u32,
@@ -135,7 +146,7 @@ impl ProtectedLinks {
         pkt: &[u8],
         now: Instant,
         out: &mut Vec<Vec<u8>>,
-    ) {
+    ) -> Result<Sent, Refusal> {
         let rtt = self.rtt(peer);
         let (node, epoch) = (self.node, self.epoch);
         let fec = self.fec.get(&peer).copied().unwrap_or_default();
@@ -145,15 +156,15 @@ impl ProtectedLinks {
             mode,
         });
         (tx.to, tx.mode) = (to, mode);
-        tx.link.send(mode, pkt, now, out);
+        tx.link.send(mode, pkt, now, out)
     }
 
-    /// A NACK from `peer`: resends to append to `out`, and where to send them. One for a
-    /// link without sending state is counted and answered with nothing.
+    /// A NACK from `peer`: resends (and queued packets it made room for) to append to `out`,
+    /// and where to send them. One for a link without sending state is counted and answered
+    /// with nothing.
     pub fn on_nack(
         &mut self,
         peer: u32,
-        rflags: u8,
         body: &[u8],
         now: Instant,
         out: &mut Vec<Vec<u8>>,
@@ -162,7 +173,7 @@ impl ProtectedLinks {
             self.refused.nacks_without_link += 1;
             return Ok(None);
         };
-        tx.link.on_nack(rflags, body, now, out)?;
+        tx.link.on_nack(body, now, out)?;
         Ok(Some(tx.to))
     }
 
@@ -228,4 +239,74 @@ impl ProtectedLinks {
 /// the path can guess it (`wecan_transport::hop`).
 fn new_epoch() -> Result<u32> {
     getrandom::u32().context("cannot draw a random hop epoch from the OS")
+}
+
+#[cfg(test)]
+mod tests {
+    use wecan_common::wire::{PacketKind, RelayHeader, flags};
+    use wecan_transport::hop::{RELIABLE_BACKLOG, RELIABLE_WINDOW};
+
+    use super::*;
+
+    fn links() -> ProtectedLinks {
+        let cfg = Config::parse(
+            r#"
+            node_id = 1
+            interfaces = ["eth0"]
+            [[peers]]
+            node_id = 2
+            addr = "10.0.0.2"
+            auth = "none"
+            protect = { mode = "arq" }
+            "#,
+        )
+        .unwrap();
+        ProtectedLinks::new(&cfg).unwrap()
+    }
+
+    fn reliable(seq: u32) -> Vec<u8> {
+        let mut h = RelayHeader::new(PacketKind::Data, 100, 200, 1, seq);
+        h.flags = flags::RELIABLE;
+        h.to_bytes().to_vec()
+    }
+
+    const TO: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7300);
+
+    /// A link made before the probes measured it follows their RTT once they do: its tail
+    /// probe waits 2 × 100 ms, not 2 × the 10 ms assumed at first.
+    #[test]
+    fn live_links_follow_the_probed_rtt() {
+        let mut p = links();
+        let t = Instant::now();
+        let mut out = Vec::new();
+        p.send(2, TO, ProtectMode::Arq, &reliable(0), t, &mut out).unwrap();
+        p.set_rtt(2, Duration::from_millis(100));
+        let mut due = Vec::new();
+        p.poll(t + Duration::from_millis(199), &mut due);
+        assert!(due.is_empty(), "probed on the old RTT");
+        p.poll(t + Duration::from_millis(200), &mut due);
+        assert_eq!(due.len(), 1);
+    }
+
+    /// Refused reliable packets are returned and counted in the published report.
+    #[test]
+    fn refusals_reach_the_report() {
+        let mut p = links();
+        let t = Instant::now();
+        let mut out = Vec::new();
+        let offered = RELIABLE_WINDOW + RELIABLE_BACKLOG + 100;
+        let refused = (0..offered as u32)
+            .filter(|&s| p.send(2, TO, ProtectMode::Arq, &reliable(s), t, &mut out).is_err())
+            .count();
+        assert_eq!(refused, 100);
+        let report = p.report(0, &AuthCounts::default());
+        let s = report.tx[0].stats;
+        assert_eq!(
+            (s.refused_full, s.queued, s.backlog),
+            (100, RELIABLE_BACKLOG as u64, RELIABLE_BACKLOG)
+        );
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains("\"refused_full\":100"), "{json}");
+    }
 }

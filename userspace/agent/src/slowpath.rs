@@ -44,7 +44,8 @@ pub struct SlowPathStats {
     pub drop_no_route: u64,
     pub drop_hop_limit: u64,
     pub send_errors: u64,
-    /// Transit packets sent on with per-hop protection.
+    /// Transit packets taken by per-hop protection (sent, or queued behind a reliable flow's
+    /// full window); refusals are the link's counters.
     pub protected: u64,
     /// Original packets recovered from hop messages (then forwarded).
     pub unwrapped: u64,
@@ -238,7 +239,7 @@ impl SlowPath {
         let now = Instant::now();
         let mut out = Vec::new();
         let r = if hdr.kind == PacketKind::Nack as u8 {
-            let r = self.protect.on_nack(peer.node_id, hdr.flags, body, now, &mut out);
+            let r = self.protect.on_nack(peer.node_id, body, now, &mut out);
             // Resends go where the link sends to.
             if let Ok(Some(to)) = r {
                 for p in &mut out {
@@ -307,11 +308,15 @@ impl SlowPath {
             return None;
         }
         let mut out = Vec::new();
-        self.protect.send(route.next_node, to, mode, pkt, Instant::now(), &mut out);
+        let r = self.protect.send(route.next_node, to, mode, pkt, Instant::now(), &mut out);
         for p in &mut out {
             self.send(maps, p, to);
         }
-        self.stats.protected += 1;
+        match r {
+            Ok(_) => self.stats.protected += 1,
+            // The link counts its refusals (`wecan protection`).
+            Err(e) => debug!("protecting a packet to node {}: {e}", route.next_node),
+        }
         None
     }
 

@@ -2,6 +2,7 @@
 //! verifiable payload, and a receiver that checks every packet and accounts for all.
 
 use std::{
+    collections::HashMap,
     net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     time::{Duration, Instant},
@@ -83,8 +84,12 @@ pub struct SendSpec {
     pub dst_node: u32,
     pub flow: u32,
     pub first_seq: u32,
+    /// Packets per flow.
     pub count: u32,
-    /// Packets per second; 0 means as fast as possible.
+    /// Flows `flow .. flow + flows`, sent in turn; flow `flow + k` numbers its packets from
+    /// `first_seq + k × count`, so one receiver can check them all.
+    pub flows: u32,
+    /// Packets per second, all flows together; 0 means as fast as possible.
     pub rate: u32,
     /// Datagram size including the relay header.
     pub size: usize,
@@ -93,14 +98,16 @@ pub struct SendSpec {
     pub flags: u8,
 }
 
-/// Sends `spec.count` data packets over `link`, paced to `spec.rate`. Returns packets sent.
+/// Sends `spec.count` data packets of each flow over `link`, paced to `spec.rate`. Returns
+/// packets sent.
 pub fn send(sock: &UdpSocket, spec: &SendSpec, link: &mut EdgeLink) -> Result<u64> {
     let start = Instant::now();
     let mut sent = 0u64;
-    for i in 0..spec.count {
-        let seq = spec.first_seq.wrapping_add(i);
-        let mut hdr =
-            RelayHeader::new(PacketKind::Data, spec.src_node, spec.dst_node, spec.flow, seq);
+    let flows = (0..spec.count).flat_map(|i| (0..spec.flows).map(move |k| (k, i)));
+    for (k, i) in flows {
+        let seq = spec.first_seq.wrapping_add(k.wrapping_mul(spec.count)).wrapping_add(i);
+        let flow = spec.flow.wrapping_add(k);
+        let mut hdr = RelayHeader::new(PacketKind::Data, spec.src_node, spec.dst_node, flow, seq);
         hdr.hop_limit = spec.hop_limit;
         hdr.flags = spec.flags;
         let mut pkt = datagram(&hdr, spec.size);
@@ -141,7 +148,8 @@ pub struct RecvReport {
     pub duplicates: u64,
     /// Bad relay header or payload not matching its (flow, seq).
     pub corrupt: u64,
-    /// Packets that arrived after one with a higher sequence number.
+    /// Packets that arrived after one of their flow with a higher sequence number (sequence
+    /// numbers are per flow).
     pub reordered: u64,
     /// Expected sequence numbers never received (when the expected count is known).
     pub missing: u64,
@@ -161,7 +169,9 @@ pub struct RecvReport {
 pub struct Receiver {
     expect_first: u32,
     seen: Vec<bool>,
-    max_seq: Option<u32>,
+    /// Highest sequence number seen per flow: one entry per flow with an intact packet, so at
+    /// most as many as packets expected.
+    max_seq: HashMap<u32, u32>,
     pub report: RecvReport,
 }
 
@@ -171,7 +181,7 @@ impl Receiver {
         Self {
             expect_first: first,
             seen: vec![false; count as usize],
-            max_seq: None,
+            max_seq: HashMap::new(),
             report: RecvReport::default(),
         }
     }
@@ -196,10 +206,11 @@ impl Receiver {
         self.report.unique += 1;
         self.report.min_hop_limit =
             Some(self.report.min_hop_limit.map_or(hdr.hop_limit, |m| m.min(hdr.hop_limit)));
-        match self.max_seq {
-            Some(m) if hdr.seq() < m => self.report.reordered += 1,
-            _ => self.max_seq = Some(hdr.seq()),
+        let max = self.max_seq.entry(hdr.flow_id()).or_insert(hdr.seq());
+        if hdr.seq() < *max {
+            self.report.reordered += 1;
         }
+        *max = (*max).max(hdr.seq());
     }
 
     /// Whether every expected packet has arrived.
@@ -289,5 +300,20 @@ mod tests {
                 unauthenticated: 0,
             }
         );
+    }
+
+    /// Sequence numbers are per flow: another flow's higher numbers reorder nothing.
+    #[test]
+    fn reordering_is_per_flow() {
+        let flow = |f, seq| datagram(&RelayHeader::new(PacketKind::Data, 1, 2, f, seq), 60);
+        let mut rx = Receiver::new(0, 6);
+        for (f, seq) in [(2, 3), (1, 0), (2, 4), (1, 1), (1, 2), (2, 5)] {
+            rx.packet(&flow(f, seq));
+        }
+        assert_eq!((rx.report.unique, rx.report.reordered), (6, 0));
+        rx = Receiver::new(0, 2);
+        rx.packet(&flow(1, 1));
+        rx.packet(&flow(1, 0));
+        assert_eq!(rx.report.reordered, 1);
     }
 }

@@ -107,6 +107,7 @@ pub fn run(duration: Option<u64>) -> Result<()> {
                     flow: 1,
                     first_seq: seq,
                     count: RATE / 100,
+                    flows: 1,
                     rate: RATE,
                     size: HEADER_LEN + 100,
                     hop_limit: 16,

@@ -1,7 +1,7 @@
 //! wecan-client: send and receive relay packets (used by the demo and the tests).
 //!
 //! ```text
-//! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] send --to ADDR:PORT --dst-node B [--flow F] [--count N] [--rate PPS] [--size BYTES] [--reliable]
+//! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] send --to ADDR:PORT --dst-node B [--flow F] [--flows N] [--count N] [--rate PPS] [--size BYTES] [--reliable]
 //! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] recv --bind ADDR:PORT --count N [--timeout SECS] [--json]
 //! ```
 //! With `--key`, packets to the edge are sealed and packets from it verified with the key
@@ -71,11 +71,15 @@ enum Cmd {
         dst_node: u32,
         #[arg(long, default_value_t = 1)]
         flow: u32,
+        /// Send flows F .. F+N in turn, flow F+k numbered from first-seq + k × count.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        flows: u32,
         #[arg(long, default_value_t = 0)]
         first_seq: u32,
+        /// Packets per flow.
         #[arg(long, default_value_t = 1000)]
         count: u32,
-        /// Packets per second (0: unpaced).
+        /// Packets per second, all flows together (0: unpaced).
         #[arg(long, default_value_t = 10_000)]
         rate: u32,
         /// Datagram size in bytes, relay header included.
@@ -132,6 +136,7 @@ fn real_main() -> Result<()> {
             src_node,
             dst_node,
             flow,
+            flows,
             first_seq,
             count,
             rate,
@@ -158,6 +163,7 @@ fn real_main() -> Result<()> {
                 flow,
                 first_seq,
                 count,
+                flows,
                 rate,
                 size,
                 hop_limit,

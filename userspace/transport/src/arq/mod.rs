@@ -1,8 +1,9 @@
 //! Per-hop selective retransmission (ARQ) for protected flows on lossy links.
 //!
 //! Between two adjacent relays, the upstream relay keeps a [`Sender`] and the downstream relay a
-//! [`Receiver`] for each protected flow (the agent keys them by flow ID). The sender numbers the
-//! flow's packets with a per-hop sequence number and keeps them in a bounded retransmit buffer;
+//! [`Receiver`] for each protected stream (`crate::hop` has one deadline stream per link and one
+//! reliable stream per flow). The sender numbers the
+//! stream's packets with a per-hop sequence number and keeps them in a bounded retransmit buffer;
 //! the receiver finds gaps by sequence number and asks for them with NACKs; the sender resends
 //! what is asked for. Nothing here reads a clock or spawns a thread: every call takes `now`, so
 //! the agent drives it from its event loop and the tests from a virtual clock.
@@ -17,10 +18,13 @@
 //! - **Reliable**: the receiver delivers in sequence order, holding packets behind a gap until
 //!   it is filled, and asks again every retry interval until it is; a cumulative ack in every
 //!   NACK lets the sender free its buffer, and a tail probe recovers losses at the end of a
-//!   burst, which no later packet would reveal. The one limit is memory: both ends hold at most
-//!   [`ArqSettings::buffer_packets`] packets, so a sender running that far ahead of the receiver
-//!   evicts its oldest packet (check [`Sender::is_full`] before sending), and a receiver whose
-//!   reorder window overflows skips the oldest gap (counted as given up).
+//!   burst, which no later packet would reveal. Both ends hold at most
+//!   [`ArqSettings::buffer_packets`] packets: a sender that far ahead of the receiver's acks
+//!   refuses the next packet ([`BufferFull`]; nothing unacknowledged is ever evicted), and the
+//!   caller holds it back until an ack frees room. The receiver's window is as large, so it
+//!   never overflows behind an honest sender of the same settings; should it (a sender with a
+//!   larger buffer, or forged sequence numbers), it skips the oldest gap, counted as given up.
+//!   Deadline mode has no such back-pressure: a full buffer evicts its oldest packet, counted.
 //!
 //! # Wire
 //!
@@ -63,7 +67,11 @@
 //! returns) and every millisecond or so [`Receiver::poll_nack`] (send the NACK upstream).
 //!
 //! Both ends of a hop must use the same [`ArqSettings`] (RTT, deadline, buffer size, first
-//! sequence number). Sequence numbers compare in serial-number arithmetic (RFC 1982), so the
+//! sequence number). The timers may follow a changing RTT ([`Sender::set_timers`],
+//! [`Receiver::set_timers`]); each end then uses its own measurement, and the deadline's two
+//! judges (sender: worth resending? receiver: in time?) differ by what the two measurements
+//! do, which shifts where a repair on the edge of the deadline is tried or accepted, nothing
+//! else. Sequence numbers compare in serial-number arithmetic (RFC 1982), so the
 //! flow may run through the u32 wrap. ARQ does not authenticate: a forged NACK makes the sender
 //! resend (rate-limited) or free its buffer early, a forged data packet can skip the receiver's
 //! window ahead.
@@ -152,6 +160,18 @@ impl fmt::Display for ArqError {
 }
 
 impl std::error::Error for ArqError {}
+
+/// [`Sender::sent`] in Reliable mode with the buffer full: the packet was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferFull;
+
+impl fmt::Display for BufferFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the retransmit buffer is full of unacknowledged packets")
+    }
+}
+
+impl std::error::Error for BufferFull {}
 
 /// What the receiving hop promises the flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -26,6 +26,8 @@ pub struct ReceiverStats {
     pub given_up: u64,
     /// NACKs (including pure acks) returned by [`Receiver::poll_nack`].
     pub nacks: u64,
+    /// Reliable mode: packets held behind a gap now.
+    pub held: usize,
 }
 
 /// The downstream end of a protected hop: hands packets on, tracks gaps and asks for them.
@@ -129,11 +131,32 @@ impl Receiver {
                     self.stats.delivered += 1;
                     out.push(payload.to_vec());
                 }
-                Mode::Reliable => self.slots[offset] = Slot::Held(payload.to_vec()),
+                Mode::Reliable => {
+                    self.slots[offset] = Slot::Held(payload.to_vec());
+                    self.stats.held += 1;
+                }
             }
         }
         self.advance(&mut out);
         out
+    }
+
+    /// Reliable mode: whether an arrival of `seq` would be held behind a gap rather than handed
+    /// on at once or dropped as a duplicate. A caller bounding what its receivers hold may
+    /// leave such an arrival out: it is then missing, and asked for again, like a lost one.
+    pub fn would_hold(&self, seq: u32) -> bool {
+        let offset = seq.wrapping_sub(self.base);
+        self.mode == Mode::Reliable
+            && offset != 0
+            && offset < HALF
+            && self.slots.get(offset as usize).is_none_or(|s| matches!(s, Slot::Missing(_)))
+    }
+
+    /// Takes the timers of `s` (RTT, deadline, reorder allowance) for what happens from now
+    /// on, as the link's measured RTT moves; gaps already scheduled keep their times, and the
+    /// window and sequence numbers stay.
+    pub fn set_timers(&mut self, s: &ArqSettings) {
+        self.timers = Timers::new(s);
     }
 
     /// An arrival for a sequence number already received or abandoned.
@@ -167,6 +190,7 @@ impl Receiver {
                         self.stats.given_up += 1;
                     }
                     Slot::Held(payload) => {
+                        self.stats.held -= 1;
                         self.stats.delivered += 1;
                         out.push(payload);
                     }
@@ -192,6 +216,7 @@ impl Receiver {
     fn advance(&mut self, out: &mut Vec<Vec<u8>>) {
         while matches!(self.slots.front(), Some(Slot::Done | Slot::Held(_))) {
             if let Some(Slot::Held(payload)) = self.slots.pop_front() {
+                self.stats.held -= 1;
                 self.stats.delivered += 1;
                 out.push(payload);
             }

@@ -4,7 +4,7 @@
 use std::{collections::VecDeque, time::Instant};
 
 use super::{
-    ArqSettings, Header, MAX_PROBE_BACKOFF, Mode, Nack,
+    ArqSettings, BufferFull, Header, MAX_PROBE_BACKOFF, Mode, Nack,
     timers::{Clock, Timers, age_us},
 };
 
@@ -15,7 +15,8 @@ pub struct SenderStats {
     pub sent: u64,
     /// Copies resent (for NACKs and tail probes).
     pub resent: u64,
-    /// Packets evicted unacknowledged because the buffer was full.
+    /// Deadline mode: packets evicted before their deadline because the buffer was full
+    /// (Reliable mode never evicts: [`Sender::sent`] refuses instead).
     pub dropped_full: u64,
     /// Deadline mode: packets dropped because a resend could no longer arrive in time.
     pub expired: u64,
@@ -59,12 +60,18 @@ impl Sender {
         }
     }
 
-    /// Registers a packet sent now and returns the hop header to put in front of it. If the
-    /// buffer is full (after expiring), the oldest packet is evicted and counted.
-    pub fn sent(&mut self, payload: &[u8], now: Instant) -> Header {
+    /// Registers a packet sent now and returns the hop header to put in front of it. With the
+    /// buffer full (after expiring): Deadline mode evicts the oldest packet (counted in
+    /// `dropped_full`: a real-time flow values its newest packets most); Reliable mode takes
+    /// nothing and returns [`BufferFull`], as an unacknowledged packet is never given up: hold
+    /// the packet back until [`Sender::is_full`] turns false (a NACK's ack frees room).
+    pub fn sent(&mut self, payload: &[u8], now: Instant) -> Result<Header, BufferFull> {
         let now = self.clock.ns(now);
         self.expire_ns(now);
         if self.buffer.len() >= self.window {
+            if self.mode == Mode::Reliable {
+                return Err(BufferFull);
+            }
             self.buffer.pop_front();
             self.base = self.base.wrapping_add(1);
             self.stats.dropped_full += 1;
@@ -72,13 +79,19 @@ impl Sender {
         let seq = self.base.wrapping_add(self.buffer.len() as u32);
         self.buffer.push_back(Entry { payload: payload.to_vec(), first_sent: now, last_sent: now });
         self.stats.sent += 1;
-        Header { seq, age_us: 0 }
+        Ok(Header { seq, age_us: 0 })
     }
 
-    /// Whether the next [`Sender::sent`] would evict an unacknowledged packet. Reliable flows
-    /// should hold new packets back while it is true.
+    /// Whether the buffer is full: the next [`Sender::sent`] evicts (Deadline mode) or refuses
+    /// (Reliable mode).
     pub fn is_full(&self) -> bool {
         self.buffer.len() >= self.window
+    }
+
+    /// Takes the timers of `s` (RTT, deadline, reorder allowance) for what happens from now
+    /// on, as the link's measured RTT moves; the window and sequence numbers stay.
+    pub fn set_timers(&mut self, s: &ArqSettings) {
+        self.timers = Timers::new(s);
     }
 
     /// Frees what `nack` acknowledges and returns the copies to resend now, each with its hop

@@ -131,7 +131,7 @@ fn simulate(run: &Run) -> Outcome {
         if tick < run.packets {
             // Packet index ‖ send tick ‖ filler.
             let payload = [tick.to_le_bytes(), tick.to_le_bytes(), [0xab; 8]].concat();
-            let h = tx.sent(&payload, now);
+            let h = tx.sent(&payload, now).expect("one packet per ms never fills the buffer");
             if tick == 0 {
                 out.first_seq = h.seq;
             }
@@ -452,7 +452,7 @@ fn sender_resends_rate_limited_and_only_in_time() {
     let t0 = Instant::now();
     let mut tx = Sender::new(settings(Mode::Deadline));
     for i in 0..3u8 {
-        assert_eq!(tx.sent(&[i], ms(t0, u64::from(i))), header(u32::from(i)));
+        assert_eq!(tx.sent(&[i], ms(t0, u64::from(i))), Ok(header(u32::from(i))));
     }
     let nack = Nack { cum_ack: 0, ranges: vec![(0, 0b101), (1, 1)] };
     // Not within RTT/2 of the original send.
@@ -482,7 +482,7 @@ fn reliable_tail_loss_is_probed_with_backoff() {
     let t0 = Instant::now();
     let mut tx = Sender::new(settings(Mode::Reliable));
     let mut rx = Receiver::new(settings(Mode::Reliable));
-    let (h0, h1) = (tx.sent(b"x", t0), tx.sent(b"y", t0));
+    let (h0, h1) = (tx.sent(b"x", t0).unwrap(), tx.sent(b"y", t0).unwrap());
     assert_eq!(rx.on_packet(h0, b"x", ms(t0, 10)), [b"x"]);
     // Packet 1 is lost and nothing follows: the receiver cannot know. Its ack of 0 is lost
     // too. The sender probes with packet 1 after 2 RTT, then after 4, 8 RTT.
@@ -506,31 +506,81 @@ fn reliable_tail_loss_is_probed_with_backoff() {
     assert_eq!(rx.poll_nack(ms(t0, 200)), None);
     // No probes in Deadline mode: nothing acknowledges there.
     let mut tx = Sender::new(settings(Mode::Deadline));
-    tx.sent(b"x", t0);
+    tx.sent(b"x", t0).unwrap();
     assert_eq!(tx.poll_probe(ms(t0, 50)), None);
+}
+
+/// New timers apply from the moment they are set: the receiver's retry interval, the sender's
+/// resend rate limit and tail probe, and the deadline both ends judge by.
+#[test]
+fn timers_follow_a_new_rtt() {
+    let t0 = Instant::now();
+    let slow = settings(Mode::Reliable);
+    let fast = ArqSettings::for_rtt(Mode::Reliable, Duration::from_millis(4));
+    let mut rx = Receiver::new(slow);
+    rx.on_packet(header(1), b"b", t0);
+    assert_eq!(rx.poll_nack(t0).unwrap().ranges, [(0, 1)]);
+    // Asked at 0 with a 22 ms retry interval: the next ask stays due at 22 ms.
+    rx.set_timers(&fast);
+    assert_eq!(rx.poll_nack(ms(t0, 21)), None);
+    assert_eq!(rx.poll_nack(ms(t0, 22)).unwrap().ranges, [(0, 1)]);
+    // From then on every 5 ms (4 ms + 1 ms slack), not 22.
+    assert_eq!(rx.poll_nack(ms(t0, 26)), None);
+    assert_eq!(rx.poll_nack(ms(t0, 27)).unwrap().ranges, [(0, 1)]);
+
+    let mut tx = Sender::new(slow);
+    tx.sent(b"a", t0).unwrap();
+    tx.set_timers(&fast);
+    // Tail probe after 2 × 4 ms instead of 2 × 20 ms; resends 2 ms apart instead of 10.
+    assert_eq!(tx.poll_probe(ms(t0, 7)), None);
+    assert!(tx.poll_probe(ms(t0, 8)).is_some());
+    let nack = Nack { cum_ack: 0, ranges: vec![(0, 1)] };
+    assert!(tx.on_nack(&nack, ms(t0, 9)).is_empty());
+    assert_eq!(tx.on_nack(&nack, ms(t0, 10)).len(), 1);
+
+    // Deadline mode: 55 ms at 20 ms RTT, 15 ms at 4 ms: a 14 ms old packet (+ RTT/2) is late.
+    let mut rx = Receiver::new(settings(Mode::Deadline));
+    let old = Header { seq: 0, age_us: 14_000 };
+    assert_eq!(rx.on_packet(old, b"a", t0).len(), 1);
+    rx.set_timers(&ArqSettings::for_rtt(Mode::Deadline, Duration::from_millis(4)));
+    assert_eq!(rx.on_packet(Header { seq: 1, ..old }, b"b", t0).len(), 0);
+    assert_eq!(rx.stats().late, 1);
 }
 
 #[test]
 fn buffers_are_bounded() {
     let t0 = Instant::now();
-    for mode in [Mode::Deadline, Mode::Reliable] {
-        let s = ArqSettings { buffer_packets: 16, ..settings(mode) };
-        let mut tx = Sender::new(s);
-        for i in 0..1000u32 {
-            assert_eq!(tx.sent(&i.to_le_bytes(), t0).seq, i);
-            assert!(tx.stats().buffered <= 16);
-        }
-        assert!(tx.is_full());
-        assert_eq!(tx.stats().dropped_full, 1000 - 16);
-        // The evicted ones are gone; the buffered ones are still there.
-        let nack = Nack { cum_ack: 0, ranges: vec![(980, 1 | 1 << 19)] };
-        let resent = tx.on_nack(&nack, ms(t0, 30));
-        assert_eq!(resent, [(Header { seq: 999, age_us: 30_000 }, 999u32.to_le_bytes().into())]);
+    // Deadline mode: a full buffer evicts its oldest packet, counted.
+    let mut tx = Sender::new(ArqSettings { buffer_packets: 16, ..settings(Mode::Deadline) });
+    for i in 0..1000u32 {
+        assert_eq!(tx.sent(&i.to_le_bytes(), t0).map(|h| h.seq), Ok(i));
+        assert!(tx.stats().buffered <= 16);
     }
+    assert!(tx.is_full());
+    assert_eq!(tx.stats().dropped_full, 1000 - 16);
+    // The evicted ones are gone; the buffered ones are still there.
+    let nack = Nack { cum_ack: 0, ranges: vec![(980, 1 | 1 << 19)] };
+    let resent = tx.on_nack(&nack, ms(t0, 30));
+    assert_eq!(resent, [(Header { seq: 999, age_us: 30_000 }, 999u32.to_le_bytes().into())]);
+
+    // Reliable mode: a full buffer refuses and evicts nothing; an ack makes room.
+    let mut tx = Sender::new(ArqSettings { buffer_packets: 16, ..settings(Mode::Reliable) });
+    for i in 0..16u32 {
+        assert_eq!(tx.sent(&i.to_le_bytes(), t0).map(|h| h.seq), Ok(i));
+    }
+    assert!(tx.is_full());
+    assert_eq!(tx.sent(b"17th", t0), Err(BufferFull));
+    assert_eq!((tx.stats().sent, tx.stats().dropped_full, tx.stats().buffered), (16, 0, 16));
+    let resent = tx.on_nack(&Nack { cum_ack: 0, ranges: vec![(0, 1)] }, ms(t0, 30));
+    assert_eq!(resent, [(Header { seq: 0, age_us: 30_000 }, 0u32.to_le_bytes().into())]);
+    tx.on_nack(&Nack { cum_ack: 3, ranges: vec![] }, ms(t0, 40));
+    assert!(!tx.is_full());
+    assert_eq!(tx.sent(b"17th", ms(t0, 40)).map(|h| h.seq), Ok(16));
+    assert_eq!(tx.stats().buffered, 14);
     // Deadline mode expires before evicting: a paced flow never overflows.
     let mut tx = Sender::new(ArqSettings { buffer_packets: 50, ..settings(Mode::Deadline) });
     for i in 0..1000 {
-        tx.sent(b"p", ms(t0, i));
+        tx.sent(b"p", ms(t0, i)).unwrap();
     }
     // At 999 ms the packets of the last 45 ms (age + RTT/2 <= 55 ms) are kept.
     assert_eq!((tx.stats().dropped_full, tx.stats().expired, tx.stats().buffered), (0, 954, 46));
@@ -545,10 +595,14 @@ fn buffers_are_bounded() {
         if seq == 7 {
             // 0 missing, 1..=7 held: the window is full.
             assert!(delivered.is_empty());
+            assert_eq!(rx.stats().held, 7);
+            assert!(!rx.would_hold(0), "the gap itself is delivered at once");
+            assert!(!rx.would_hold(5), "a duplicate is not held again");
+            assert!(rx.would_hold(8));
         }
     }
     assert_eq!(delivered, (1..=20u8).map(|s| vec![s]).collect::<Vec<_>>());
-    assert_eq!(rx.stats().given_up, 1);
+    assert_eq!((rx.stats().given_up, rx.stats().held), (1, 0));
     // A far jump keeps the window at 8 and counts what it skips.
     rx.on_packet(header(1_000_000), b"j", t0);
     assert_eq!(rx.slots.len(), 8);
@@ -583,7 +637,8 @@ fn random_inputs_never_panic_and_stay_bounded() {
                 assert_eq!(Nack::decode(&nack.encode()), Ok(nack.clone()));
                 tx.on_nack(&nack, now);
             }
-            tx.sent(b"q", now);
+            // Reliable mode refuses once full (asserted below: never more than the window).
+            let _ = tx.sent(b"q", now);
             let junk = Nack {
                 cum_ack: rng.next_u64() as u32,
                 ranges: vec![(rng.next_u64() as u32, rng.next_u64())],
@@ -603,8 +658,8 @@ fn random_inputs_never_panic_and_stay_bounded() {
         ..settings(Mode::Deadline)
     };
     let (mut tx, mut rx) = (Sender::new(s), Receiver::new(s));
-    tx.sent(b"a", t0);
-    tx.sent(b"b", t0);
+    tx.sent(b"a", t0).unwrap();
+    tx.sent(b"b", t0).unwrap();
     assert_eq!(tx.stats().buffered, 1);
     rx.on_packet(header(5), b"x", t0);
     assert_eq!(rx.slots.len(), 0);

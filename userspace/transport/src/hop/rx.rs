@@ -7,14 +7,14 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
-use wecan_common::wire::{PacketKind, RelayHeader, flags};
+use wecan_common::wire::PacketKind;
 
 use super::{
-    HopError, arq_settings, codec, reliable,
-    wire::{HopHeader, hop_flags, hop_packet},
+    HopError, RELIABLE_BUDGET, StreamId, arq_settings, codec,
+    wire::{HopHeader, hop_flags, hop_packet, parse_unit, stream_bytes},
 };
 use crate::{
-    arq,
+    arq::{self, Mode},
     fec::{self, Codec},
 };
 
@@ -59,6 +59,15 @@ pub struct RxStats {
     /// Hop packets of another epoch while the current one was live, dropped.
     #[serde(default)]
     pub stale: u64,
+    /// Reliable units not held behind a gap because the link's budget of held packets was
+    /// full; asked for again like lost ones (an honest sender never causes this).
+    #[serde(default)]
+    pub over_budget: u64,
+    /// Reliable streams the sender has used, and the packets they hold behind gaps now.
+    #[serde(default)]
+    pub streams: usize,
+    #[serde(default)]
+    pub held: usize,
 }
 
 impl RxStats {
@@ -116,7 +125,11 @@ pub struct LinkRx {
     /// The sender epoch followed, and when a packet of it last arrived.
     epoch: Option<(u32, Instant)>,
     rtt: Duration,
-    arq: [Option<arq::Receiver>; 2],
+    deadline: Option<arq::Receiver>,
+    /// Reliable stream `i + 1` at index `i`, made on its first unit.
+    reliable: Vec<Option<arq::Receiver>>,
+    /// Packets the reliable streams hold behind gaps.
+    held: usize,
     groups: BTreeMap<u32, Group>,
     codecs: HashMap<(usize, usize), Codec>,
     /// Shards of finished groups and how many arrived (cumulative, wrapping).
@@ -133,7 +146,9 @@ impl LinkRx {
             peer,
             epoch: None,
             rtt,
-            arq: [None, None],
+            deadline: None,
+            reliable: Vec::new(),
+            held: 0,
             groups: BTreeMap::new(),
             codecs: HashMap::new(),
             shards: (0, 0),
@@ -178,9 +193,8 @@ impl LinkRx {
                 return Err(self.bad_group(&hop));
             }
         } else {
-            // Check both headers before any state changes.
-            let (_, inner) = arq::Header::decode(rest).map_err(HopError::Arq)?;
-            RelayHeader::decode(inner).map_err(HopError::Inner)?;
+            // Check the unit before any state changes.
+            parse_unit(rest)?;
         }
         match self.epoch {
             Some((e, _)) if e == hop.epoch => {}
@@ -192,7 +206,8 @@ impl LinkRx {
                 if old.is_some() {
                     self.stats.resets += 1;
                 }
-                self.arq = [None, None];
+                (self.deadline, self.held) = (None, 0);
+                self.reliable.clear();
                 self.groups.clear();
             }
         }
@@ -322,19 +337,31 @@ impl LinkRx {
         now: Instant,
         deliver: &mut Vec<Vec<u8>>,
     ) -> Result<(), HopError> {
-        let (ah, inner) = arq::Header::decode(unit).map_err(HopError::Arq)?;
-        let (ih, _) = RelayHeader::decode(inner).map_err(HopError::Inner)?;
+        let (stream, ah, inner) = parse_unit(unit)?;
         if hflags & hop_flags::ARQ == 0 {
             self.stats.delivered += 1;
             deliver.push(inner.to_vec());
             return Ok(());
         }
-        let class = reliable(ih.flags);
         let rtt = self.rtt;
-        let r = self.arq[class].get_or_insert_with(|| arq::Receiver::new(arq_settings(class, rtt)));
+        let new = |mode| move || arq::Receiver::new(arq_settings(mode, rtt));
+        let r = match stream {
+            StreamId::Deadline => self.deadline.get_or_insert_with(new(Mode::Deadline)),
+            StreamId::Reliable(i) => {
+                if self.reliable.len() <= i {
+                    self.reliable.resize_with(i + 1, || None);
+                }
+                self.reliable[i].get_or_insert_with(new(Mode::Reliable))
+            }
+        };
+        if self.held >= RELIABLE_BUDGET && r.would_hold(ah.seq) {
+            self.stats.over_budget += 1;
+            return Ok(());
+        }
         let before = r.stats();
         let out = r.on_packet(ah, inner, now);
         let after = r.stats();
+        self.held = self.held + after.held - before.held;
         self.stats.add_arq(&before, &after, !rebuilt);
         self.stats.delivered += out.len() as u64;
         deliver.extend(out);
@@ -352,27 +379,21 @@ impl LinkRx {
             let mut body = [0u8; 8];
             body[..4].copy_from_slice(&self.shards.0.to_be_bytes());
             body[4..].copy_from_slice(&self.shards.1.to_be_bytes());
-            out.push(hop_packet(PacketKind::Nack, self.node, self.peer, 0, hop, &[&body]));
+            out.push(hop_packet(PacketKind::Nack, self.node, self.peer, hop, &[&body]));
         }
-        for class in 0..2 {
-            let Some(r) = self.arq[class].as_mut() else { continue };
+        let deadline = self.deadline.as_mut().map(|r| (StreamId::Deadline, r));
+        let reliable = self.reliable.iter_mut().enumerate();
+        let reliable = reliable.filter_map(|(i, r)| r.as_mut().map(|r| (StreamId::Reliable(i), r)));
+        for (stream, r) in deadline.into_iter().chain(reliable) {
             let before = r.stats();
             // Bounded: each call returns at most max_nack_ranges gaps, and gaps asked for are
             // not due again before a retry interval.
             for _ in 0..arq::MAX_NACK_RANGES {
                 let Some(nack) = r.poll_nack(now) else { break };
                 let hop = HopHeader::ungrouped(epoch, hop_flags::ARQ);
-                let rflags = if class == 1 { flags::RELIABLE } else { 0 };
-                let body = nack.encode();
+                let parts = [&stream_bytes(stream)[..], &nack.encode()];
                 for _ in 0..NACK_COPIES {
-                    out.push(hop_packet(
-                        PacketKind::Nack,
-                        self.node,
-                        self.peer,
-                        rflags,
-                        hop,
-                        &[&body],
-                    ));
+                    out.push(hop_packet(PacketKind::Nack, self.node, self.peer, hop, &parts));
                 }
                 self.stats.nacks_sent += 1;
             }
@@ -381,7 +402,19 @@ impl LinkRx {
         }
     }
 
+    /// New ARQ timers for every stream, for a link whose round-trip time is now `rtt`.
+    pub fn set_rtt(&mut self, rtt: Duration) {
+        self.rtt = rtt;
+        if let Some(r) = self.deadline.as_mut() {
+            r.set_timers(&arq_settings(Mode::Deadline, rtt));
+        }
+        let reliable = arq_settings(Mode::Reliable, rtt);
+        for r in self.reliable.iter_mut().flatten() {
+            r.set_timers(&reliable);
+        }
+    }
+
     pub fn stats(&self) -> RxStats {
-        self.stats
+        RxStats { streams: self.reliable.iter().flatten().count(), held: self.held, ..self.stats }
     }
 }

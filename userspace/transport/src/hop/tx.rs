@@ -3,18 +3,20 @@
 
 use std::{
     collections::HashMap,
+    fmt,
     time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
-use wecan_common::wire::{PacketKind, flags};
+use wecan_common::wire::{PacketKind, RelayHeader, WireError, flags};
 
 use super::{
-    FecSettings, HopError, ProtectMode, arq_settings, codec, parity, reliable,
-    wire::{HopHeader, hop_flags, hop_packet},
+    FecSettings, HopError, ProtectMode, StreamId, arq_settings, codec, parity,
+    streams::{FlowKey, Streams},
+    wire::{HopHeader, UNIT_HEADER_LEN, hop_flags, hop_packet, split_stream, unit_header},
 };
 use crate::{
-    arq,
+    arq::{self, Mode},
     fec::{self, Codec},
 };
 
@@ -38,10 +40,66 @@ pub struct TxStats {
     pub retransmissions: u64,
     /// Deadline stream: packets dropped from the buffer because a resend would be late.
     pub expired: u64,
+    /// Deadline stream: packets evicted before their deadline because the buffer was full.
+    #[serde(default)]
+    pub dropped_full: u64,
+    /// Reliable packets that waited in a backlog for room in their stream's window.
+    #[serde(default)]
+    pub queued: u64,
+    /// Reliable packets refused: their stream's backlog, or the link's budget, was full.
+    #[serde(default)]
+    pub refused_full: u64,
+    /// Reliable packets of a new flow refused: every stream had unacknowledged packets.
+    #[serde(default)]
+    pub refused_streams: u64,
+    /// Reliable streams made, and packets waiting in their backlogs now.
+    #[serde(default)]
+    pub streams: usize,
+    #[serde(default)]
+    pub backlog: usize,
     /// Parity per group now, and the loss estimate it follows.
     pub parity: usize,
     pub loss: f64,
 }
+
+/// What [`LinkTx::send`] did with a packet it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Its hop packets are in `out`.
+    Now,
+    /// Reliable flow with a full window: queued, sent as acks free the window.
+    Queued,
+}
+
+/// Why [`LinkTx::send`] refused a packet: nothing of it is sent, now or later. The reliable
+/// refusals are counted in [`TxStats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a relay packet.
+    Malformed(WireError),
+    /// Its reliable stream's window and backlog are full, or the link's budget is.
+    Full,
+    /// A new reliable flow, and every reliable stream of the link has unacknowledged packets.
+    NoStream,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(e) => write!(f, "not a relay packet: {e}"),
+            Self::Full => f.write_str(
+                "reliable flow refused: its window and backlog (or the link's budget) are full \
+                 of packets the next relay has not acknowledged",
+            ),
+            Self::NoStream => f.write_str(
+                "new reliable flow refused: every reliable stream of the link carries another \
+                 flow's unacknowledged packets",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
 
 /// The upstream end of one protected link.
 pub struct LinkTx {
@@ -50,7 +108,8 @@ pub struct LinkTx {
     epoch: u32,
     pub(super) fec: FecSettings,
     rtt: Duration,
-    arq: [Option<arq::Sender>; 2],
+    deadline: Option<arq::Sender>,
+    pub(super) reliable: Streams,
     group: u32,
     /// Units of the open group and when it opened.
     pending: Vec<Vec<u8>>,
@@ -76,7 +135,8 @@ impl LinkTx {
             epoch,
             fec,
             rtt,
-            arq: [None, None],
+            deadline: None,
+            reliable: Streams::new(),
             group: 0,
             pending: Vec::new(),
             opened: None,
@@ -102,22 +162,86 @@ impl LinkTx {
             parity::parity_for(loss, self.fec.group, self.fec.min_parity.min(max), max, target);
     }
 
-    /// Protects one original relay packet: appends the hop packets to send to `out`.
-    pub fn send(&mut self, mode: ProtectMode, pkt: &[u8], now: Instant, out: &mut Vec<Vec<u8>>) {
-        self.stats.packets += 1;
-        self.stats.payload_bytes += pkt.len() as u64;
+    /// New ARQ timers for every stream, for a link whose round-trip time is now `rtt`.
+    pub fn set_rtt(&mut self, rtt: Duration) {
+        self.rtt = rtt;
+        if let Some(s) = self.deadline.as_mut() {
+            s.set_timers(&arq_settings(Mode::Deadline, rtt));
+        }
+        self.reliable.set_rtt(rtt);
+    }
+
+    /// Protects one original relay packet: appends the hop packets to send now to `out`, or
+    /// (reliable flows) queues or refuses it; see the module docs.
+    pub fn send(
+        &mut self,
+        mode: ProtectMode,
+        pkt: &[u8],
+        now: Instant,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<Sent, Refusal> {
+        let (hdr, _) = RelayHeader::decode(pkt).map_err(Refusal::Malformed)?;
         self.with_arq = mode.arq();
-        let rflags = pkt.get(4).copied().unwrap_or(0) & flags::RELIABLE;
-        let (arq_hdr, aflag) = if mode.arq() {
-            let (class, rtt) = (reliable(rflags), self.rtt);
-            let sender =
-                self.arq[class].get_or_insert_with(|| arq::Sender::new(arq_settings(class, rtt)));
-            (sender.sent(pkt, now), hop_flags::ARQ)
-        } else {
-            (arq::Header { seq: 0, age_us: 0 }, 0)
-        };
+        let r = self.take(mode, &hdr, pkt, now, out);
+        match &r {
+            Ok(sent) => {
+                self.stats.packets += 1;
+                self.stats.payload_bytes += pkt.len() as u64;
+                self.stats.queued += u64::from(*sent == Sent::Queued);
+            }
+            Err(Refusal::NoStream) => self.stats.refused_streams += 1,
+            Err(_) => self.stats.refused_full += 1,
+        }
+        r
+    }
+
+    /// The stream of a packet with header `hdr` takes it (or refuses it).
+    fn take(
+        &mut self,
+        mode: ProtectMode,
+        hdr: &RelayHeader,
+        pkt: &[u8],
+        now: Instant,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<Sent, Refusal> {
+        if !mode.arq() {
+            self.unit(mode, StreamId::Deadline, None, pkt, now, out);
+            return Ok(Sent::Now);
+        }
+        if hdr.flags & flags::RELIABLE == 0 {
+            let rtt = self.rtt;
+            let s = self
+                .deadline
+                .get_or_insert_with(|| arq::Sender::new(arq_settings(Mode::Deadline, rtt)));
+            // Deadline mode evicts its oldest packet rather than refuse (`dropped_full`).
+            let h = s.sent(pkt, now).map_err(|_| Refusal::Full)?;
+            self.unit(mode, StreamId::Deadline, Some(h), pkt, now, out);
+            return Ok(Sent::Now);
+        }
+        match self.reliable.offer(FlowKey::of(hdr), mode, pkt, self.rtt, now)? {
+            Some((i, h)) => {
+                self.unit(mode, StreamId::Reliable(i), Some(h), pkt, now, out);
+                Ok(Sent::Now)
+            }
+            None => Ok(Sent::Queued),
+        }
+    }
+
+    /// Sends `pkt` as a unit of `stream` (ARQ header `arq`, or none) and adds it to the open
+    /// FEC group if `mode` asks for FEC.
+    fn unit(
+        &mut self,
+        mode: ProtectMode,
+        stream: StreamId,
+        arq: Option<arq::Header>,
+        pkt: &[u8],
+        now: Instant,
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        let aflag = if arq.is_some() { hop_flags::ARQ } else { 0 };
+        let head = unit_header(stream, arq.unwrap_or(arq::Header { seq: 0, age_us: 0 }));
         // A packet too long for an FEC group (jumbo frames) gets ARQ only.
-        let fec = mode.fec() && pkt.len() + arq::HEADER_LEN <= fec::MAX_PACKET;
+        let fec = mode.fec() && UNIT_HEADER_LEN + pkt.len() <= fec::MAX_PACKET;
         let mut hop = HopHeader::ungrouped(self.epoch, aflag);
         if fec {
             if self.pending.is_empty() {
@@ -128,16 +252,9 @@ impl LinkTx {
             hop.index = self.pending.len() as u8;
             hop.flags |= hop_flags::FEC;
         }
-        let hb = arq_hdr.encode();
-        self.emit(
-            hop_packet(PacketKind::Data, self.node, self.peer, rflags, hop, &[&hb, pkt]),
-            out,
-        );
+        self.emit(hop_packet(PacketKind::Data, self.node, self.peer, hop, &[&head, pkt]), out);
         if fec {
-            let mut unit = Vec::with_capacity(arq::HEADER_LEN + pkt.len());
-            unit.extend_from_slice(&hb);
-            unit.extend_from_slice(pkt);
-            self.pending.push(unit);
+            self.pending.push([&head[..], pkt].concat());
             if self.pending.len() >= self.fec.group {
                 self.close_group(out);
             }
@@ -150,19 +267,18 @@ impl LinkTx {
         if self.opened.is_some_and(|t| now.saturating_duration_since(t) >= self.fec.timeout) {
             self.close_group(out);
         }
-        for class in 0..2 {
-            let Some(s) = self.arq[class].as_mut() else { continue };
+        if let Some(s) = self.deadline.as_mut() {
             s.expire(now);
-            if let Some((h, p)) = s.poll_probe(now) {
-                self.resend(class, h, &p, out);
-            }
+        }
+        for (i, h, p) in self.reliable.probes(now) {
+            self.resend(StreamId::Reliable(i), h, &p, out);
         }
     }
 
     /// A NACK from the peer (hop header and body after the relay header).
+    /// Resends go out first, then the backlog packets the NACK's ack made room for.
     pub fn on_nack(
         &mut self,
-        rflags: u8,
         body: &[u8],
         now: Instant,
         out: &mut Vec<Vec<u8>>,
@@ -171,15 +287,27 @@ impl LinkTx {
         if hop.flags & hop_flags::REPORT != 0 {
             return self.on_report(&hop, body);
         }
+        let (stream, body) = split_stream(body)?;
         let nack = arq::Nack::decode(body).map_err(HopError::Arq)?;
         self.stats.nacks_received += 1;
         if hop.epoch != self.epoch {
             return Ok(());
         }
-        let class = reliable(rflags);
-        let Some(s) = self.arq[class].as_mut() else { return Ok(()) };
-        for (h, p) in s.on_nack(&nack, now) {
-            self.resend(class, h, &p, out);
+        let (resends, ready) = match stream {
+            StreamId::Deadline => match self.deadline.as_mut() {
+                Some(s) => (s.on_nack(&nack, now), Vec::new()),
+                None => return Ok(()),
+            },
+            StreamId::Reliable(i) => match self.reliable.on_nack(i, &nack, now) {
+                Some(r) => r,
+                None => return Ok(()),
+            },
+        };
+        for (h, p) in resends {
+            self.resend(stream, h, &p, out);
+        }
+        for r in ready {
+            self.unit(r.mode, StreamId::Reliable(r.index), Some(r.header), &r.packet, now, out);
         }
         Ok(())
     }
@@ -206,18 +334,25 @@ impl LinkTx {
     }
 
     pub fn stats(&self) -> TxStats {
-        let expired = self.arq.iter().flatten().map(|s| s.stats().expired).sum();
-        TxStats { expired, loss: self.loss.unwrap_or(0.0), ..self.stats }
+        let deadline = self.deadline.as_ref().map(arq::Sender::stats).unwrap_or_default();
+        let (streams, backlog) = self.reliable.occupancy();
+        TxStats {
+            expired: deadline.expired,
+            dropped_full: deadline.dropped_full,
+            streams,
+            backlog,
+            loss: self.loss.unwrap_or(0.0),
+            ..self.stats
+        }
     }
 
     /// Resends go out twice on a link losing at least [`DUP_LOSS`] (see the module docs); two
     /// copies cost little, as resends are a small fraction of the traffic.
-    fn resend(&mut self, class: usize, h: arq::Header, pkt: &[u8], out: &mut Vec<Vec<u8>>) {
+    fn resend(&mut self, stream: StreamId, h: arq::Header, pkt: &[u8], out: &mut Vec<Vec<u8>>) {
         self.stats.retransmissions += 1;
         let hop = HopHeader::ungrouped(self.epoch, hop_flags::ARQ);
-        let rflags = if class == 1 { flags::RELIABLE } else { 0 };
-        let p =
-            hop_packet(PacketKind::Data, self.node, self.peer, rflags, hop, &[&h.encode(), pkt]);
+        let head = unit_header(stream, h);
+        let p = hop_packet(PacketKind::Data, self.node, self.peer, hop, &[&head, pkt]);
         if self.loss.unwrap_or(0.0) >= DUP_LOSS {
             self.emit(p.clone(), out);
         }
@@ -244,7 +379,7 @@ impl LinkTx {
                     m: m as u8,
                     flags: hop_flags::FEC | self.pending_flags,
                 };
-                let p = hop_packet(PacketKind::FecParity, self.node, self.peer, 0, hop, &[shard]);
+                let p = hop_packet(PacketKind::FecParity, self.node, self.peer, hop, &[shard]);
                 self.emit(p, out);
                 self.stats.parity_sent += 1;
             }

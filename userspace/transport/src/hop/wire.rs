@@ -3,10 +3,17 @@
 
 use wecan_common::wire::{HEADER_LEN, PacketKind, RelayHeader, flags};
 
-use super::HopError;
+use super::{HopError, StreamId};
+use crate::arq;
 
 /// Bytes of [`HopHeader`].
 pub const HOP_HEADER_LEN: usize = 12;
+
+/// Bytes of the stream number in front of a unit's ARQ header and of a NACK.
+const STREAM_LEN: usize = 2;
+
+/// Bytes in front of the original packet in a unit: stream and ARQ header.
+pub(super) const UNIT_HEADER_LEN: usize = STREAM_LEN + arq::HEADER_LEN;
 
 /// Bits of [`HopHeader::flags`].
 pub mod hop_flags {
@@ -59,17 +66,45 @@ impl HopHeader {
     }
 }
 
+/// The stream number in front of `b` (a unit or a NACK body) and the bytes after it.
+pub(super) fn split_stream(b: &[u8]) -> Result<(StreamId, &[u8]), HopError> {
+    let Some((n, rest)) = b.split_first_chunk::<STREAM_LEN>() else {
+        return Err(HopError::Truncated { have: b.len(), need: STREAM_LEN });
+    };
+    Ok((StreamId::from_wire(u16::from_be_bytes(*n))?, rest))
+}
+
+/// The stream number as it goes in front of a NACK body.
+pub(super) fn stream_bytes(stream: StreamId) -> [u8; STREAM_LEN] {
+    stream.to_wire().to_be_bytes()
+}
+
+/// The bytes in front of the original packet in a unit of `stream`.
+pub(super) fn unit_header(stream: StreamId, h: arq::Header) -> [u8; UNIT_HEADER_LEN] {
+    let mut b = [0; UNIT_HEADER_LEN];
+    b[..STREAM_LEN].copy_from_slice(&stream_bytes(stream));
+    b[STREAM_LEN..].copy_from_slice(&h.encode());
+    b
+}
+
+/// A unit's stream, ARQ header, and original packet (whose relay header is checked).
+pub(super) fn parse_unit(unit: &[u8]) -> Result<(StreamId, arq::Header, &[u8]), HopError> {
+    let (stream, rest) = split_stream(unit)?;
+    let (h, inner) = arq::Header::decode(rest).map_err(HopError::Arq)?;
+    RelayHeader::decode(inner).map_err(HopError::Inner)?;
+    Ok((stream, h, inner))
+}
+
 /// A hop packet: relay header from `node` to `peer`, hop header, body.
 pub(super) fn hop_packet(
     kind: PacketKind,
     node: u32,
     peer: u32,
-    rflags: u8,
     hop: HopHeader,
     parts: &[&[u8]],
 ) -> Vec<u8> {
     let mut hdr = RelayHeader::new(kind, node, peer, 0, 0);
-    hdr.flags = flags::HOP | rflags;
+    hdr.flags = flags::HOP;
     hdr.hop_limit = 1;
     let len = HEADER_LEN + HOP_HEADER_LEN + parts.iter().map(|p| p.len()).sum::<usize>();
     let mut out = Vec::with_capacity(len);
