@@ -1,14 +1,14 @@
-//! Failures the network must route around on its own, in namespaces: an agent killed with
-//! its program still attached, and an interface set down.
-//!
-//! Both run on the control-plane mesh (`wecan_tests::scenario`): a → r1 → … → r4 → b, the
-//! outage measured at b as the longest run of missing packets of a 10,000 packets/s stream.
+//! Failures the network must route around on its own, and upgrades it must not notice, in
+//! namespaces: an agent killed with its program still attached and an interface set down
+//! (on the control-plane mesh of `wecan_tests::scenario`: a → r1 → … → r4 → b, the outage
+//! measured at b as the longest run of missing packets of a 10,000 packets/s stream), and an
+//! agent upgraded twice in the middle of protected flows (on the lossy chain).
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wecan_tests::{
-    scenario::*,
+    scenario::{lossy, *},
     skip_privileged,
     topology::{Topology, iface},
 };
@@ -113,4 +113,39 @@ fn an_interface_set_down_fails_over_without_waiting_for_probes() {
     // Back up: the probes bring the link back.
     t.ns("r1").ip(&["link", "set", &iface("r4"), "up"]).unwrap();
     wait_link(&t, "r1", 4, true);
+}
+
+/// Packets per flow of the upgrade run: 4 s of both flows at `lossy::RATE`.
+const UPGRADE_COUNT: u32 = 10_000;
+
+#[test]
+fn upgrading_a_relay_twice_loses_no_packet_of_protected_or_reliable_flows() {
+    if skip_privileged() {
+        return;
+    }
+    let mut t = lossy::chain("ug", 0.02).unwrap();
+    lossy::protect(&mut t, "fec+arq").unwrap();
+    let size = lossy::SIZE.to_string();
+    // Flow 1 real-time (FEC, ARQ within a deadline), flow 2 reliable, side by side.
+    let args = ["--size", size.as_str(), "--reliable-flows", "1"];
+    let s = streams_with(&t, 2, UPGRADE_COUNT, 0, lossy::RATE, &args).unwrap();
+    // r2 ends one lossy hop and starts the next: its agent holds both ends' state.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(1200));
+        let start = Instant::now();
+        t.restart_relay("r2").unwrap();
+        eprintln!("r2 upgraded in {} ms", start.elapsed().as_millis());
+    }
+    let report = s.finish().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    for r in lossy::RELAYS {
+        eprintln!("{r}: {}", t.cli(r, &["protection"]).unwrap());
+    }
+    eprintln!("upgraded twice: {report:?}");
+    assert_eq!(report.unique, u64::from(2 * UPGRADE_COUNT), "{report:?}");
+    assert_eq!((report.duplicates, report.corrupt), (0, 0), "{report:?}");
+    let reliable = report.flows[&2];
+    assert_eq!((reliable.unique, reliable.reordered), (u64::from(UPGRADE_COUNT), 0), "{report:?}");
+    let r2 = lossy::protection(&t, "r2").unwrap();
+    assert_eq!(r2.socket_drops, 0, "{r2:?}");
 }

@@ -65,7 +65,15 @@ impl Agent {
     /// the config and attaches to the configured interfaces. `upstream`: the controller
     /// connection, if the config names a controller.
     pub fn start(cfg: Config, upstream: Option<Upstream>) -> Result<Self> {
+        // Everything that writes no shared state first, to keep the handover short.
         let mut relay = Relay::load(&cfg.pin_dir)?;
+        let peers = cfg
+            .relay_peers()
+            .map(|p| (p.node_id, SocketAddr::from((p.addr, cfg.peer_port(p)))))
+            .collect::<Vec<_>>();
+        let live = Liveness::new(Duration::from_millis(cfg.heartbeat_ms), peers.iter().copied())?;
+        let mut prober = Prober::new(cfg.node_id, cfg.probes, peers);
+        let mut table = RouteTable::new(&cfg);
         // An agent running for these pins stops writing the maps and hands over its socket
         // and state; it exits once this one confirms it runs (`handover`).
         let takeover = handover::request(&cfg.pin_dir)?;
@@ -79,20 +87,14 @@ impl Agent {
                 cfg.node_id
             );
         }
-        let mut table = RouteTable::new(&cfg);
         table.adopt(&relay.maps)?;
         reconcile::apply_config(&mut relay.maps, &cfg, &table)?;
-        let peers = cfg
-            .relay_peers()
-            .map(|p| (p.node_id, SocketAddr::from((p.addr, cfg.peer_port(p)))))
-            .collect::<Vec<_>>();
-        let live = Liveness::new(Duration::from_millis(cfg.heartbeat_ms), peers.iter().copied())?;
-        let mut prober = Prober::new(cfg.node_id, cfg.probes, peers);
         let (slow, confirmation) = match takeover {
             Some((state, socket, confirmation)) => {
                 let mut slow = SlowPath::with_socket(&cfg, socket)?;
                 prober.restore(state.prober);
                 slow.auth.restore(state.auth, &relay.maps);
+                slow.protect.restore(state.protection);
                 (slow, Some(confirmation))
             }
             None => (SlowPath::bind(&cfg)?, None),
@@ -232,6 +234,7 @@ impl Agent {
             node_id: self.cfg.node_id,
             prober: self.prober.export(),
             auth: self.slow.auth.export(),
+            protection: &self.slow.protect,
         };
         match handover::hand_over(conn, self.slow.socket(), &state) {
             Ok(true) => {

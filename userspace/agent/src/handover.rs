@@ -9,7 +9,8 @@
 //! 1. new → old: [`REQUEST`].
 //! 2. The old agent stops its loop (it writes no map from then on), extends the lease by
 //!    [`GRACE`] and sends its [`Handoff`] (postcard, after its length as 8 bytes
-//!    big-endian) with the UDP socket attached (`SCM_RIGHTS`).
+//!    big-endian) with the UDP socket attached (`SCM_RIGHTS`): probe statistics, replay
+//!    windows, and every protected link's state with the sender epoch.
 //! 3. The new agent takes the maps over, restores the state, attaches, beats, and answers
 //!    [`CONFIRM`].
 //! 4. The old agent exits, leaving the datapath attached. Without a confirmation within
@@ -24,7 +25,7 @@ use std::{
         unix::net::{SocketAddr, UnixListener, UnixStream},
     },
     path::Path,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -32,7 +33,9 @@ use log::warn;
 use serde::{Deserialize, Serialize};
 use wecan_os::fdpass;
 
-use crate::{hop_auth::AuthState, probe::ProberState};
+use wecan_transport::carry;
+
+use crate::{hop_auth::AuthState, probe::ProberState, protection::ProtectedLinks};
 
 /// What a new agent sends to ask for the handover (with the protocol version).
 pub const REQUEST: &[u8; 12] = b"TAKEOVER v1\n";
@@ -43,12 +46,14 @@ pub const GRACE: Duration = Duration::from_secs(3);
 /// Largest state accepted (retransmit buffers and held packets included).
 const MAX_STATE: u64 = 1 << 30;
 
-/// Everything the old agent hands over besides its socket.
+/// Everything the old agent hands over besides its socket (it sends its protection state
+/// by reference, `P = &ProtectedLinks`).
 #[derive(Serialize, Deserialize)]
-pub struct Handoff {
+pub struct Handoff<P = ProtectedLinks> {
     pub node_id: u32,
     pub prober: ProberState,
     pub auth: AuthState,
+    pub protection: P,
 }
 
 fn address(pin_dir: &Path) -> Result<SocketAddr> {
@@ -102,8 +107,13 @@ impl Listener {
 
 /// The old agent's side: sends `state` with `socket`; `true` once the successor confirmed
 /// it runs.
-pub fn hand_over(mut conn: UnixStream, socket: &UdpSocket, state: &Handoff) -> Result<bool> {
-    let bytes = postcard::to_stdvec(state).context("encoding the state")?;
+pub fn hand_over(
+    mut conn: UnixStream,
+    socket: &UdpSocket,
+    state: &Handoff<&ProtectedLinks>,
+) -> Result<bool> {
+    let bytes =
+        carry::at(Instant::now(), || postcard::to_stdvec(state)).context("encoding the state")?;
     fdpass::send_with_fd(&conn, &(bytes.len() as u64).to_be_bytes(), socket.as_raw_fd())
         .context("sending the socket")?;
     conn.write_all(&bytes).context("sending the state")?;
@@ -145,7 +155,7 @@ pub fn request(pin_dir: &Path) -> Result<Option<(Handoff, UdpSocket, Confirmatio
     }
     let mut bytes = vec![0u8; len as usize];
     conn.read_exact(&mut bytes).context("receiving the running agent's state")?;
-    let state = postcard::from_bytes(&bytes).context(
+    let state = carry::at(Instant::now(), || postcard::from_bytes(&bytes)).context(
         "the running agent's state does not decode: a version this agent cannot take over from",
     )?;
     Ok(Some((state, socket, Confirmation(conn))))

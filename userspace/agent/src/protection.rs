@@ -71,18 +71,22 @@ pub struct RxRow {
     pub stats: RxStats,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Tx {
     link: LinkTx,
     to: SocketAddr,
     mode: ProtectMode,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Rx {
     link: LinkRx,
     /// Where the peer's hop packets come from: NACKs go back there.
     from: SocketAddr,
 }
 
+/// Serde carries it to a successor agent (see `handover`, `wecan_transport::carry`).
+#[derive(Serialize, Deserialize)]
 pub struct ProtectedLinks {
     node: u32,
     epoch: u32,
@@ -105,6 +109,19 @@ impl ProtectedLinks {
             tx: BTreeMap::new(),
             rx: BTreeMap::new(),
         })
+    }
+
+    /// Carries on from a predecessor's links (`old`): its epoch, so the peers' receivers
+    /// follow on without a restart, and every link's state (numbering, retransmit buffers,
+    /// held packets, FEC groups), for the peers this config still has. Links made from here
+    /// on use this config's settings.
+    pub fn restore(&mut self, old: ProtectedLinks) {
+        let configured = |p: &u32| self.fec.contains_key(p);
+        self.epoch = old.epoch;
+        self.refused = old.refused;
+        self.rtt = old.rtt;
+        self.tx = old.tx.into_iter().filter(|(p, _)| configured(p)).collect();
+        self.rx = old.rx.into_iter().filter(|(p, _)| configured(p)).collect();
     }
 
     /// Whether any link is protected yet (timers need polling).

@@ -2,7 +2,7 @@
 //! verifiable payload, and a receiver that checks every packet and accounts for all.
 
 use std::{
-    collections::HashMap,
+    collections::BTreeMap,
     net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     time::{Duration, Instant},
@@ -12,7 +12,7 @@ use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use wecan_common::{
     maps::{PeerKind, PeerValue, peer_flags},
-    wire::{HEADER_LEN, PacketKind, RelayHeader},
+    wire::{HEADER_LEN, PacketKind, RelayHeader, flags},
 };
 use wecan_transport::auth::{self, Sealer, Secret, Windows};
 
@@ -94,8 +94,11 @@ pub struct SendSpec {
     /// Datagram size including the relay header.
     pub size: usize,
     pub hop_limit: u8,
-    /// Relay header flags (`wire::flags`), e.g. reliable delivery.
+    /// Relay header flags (`wire::flags`) of every packet.
     pub flags: u8,
+    /// The last this many flows also ask for reliable delivery (`flags::RELIABLE`), the
+    /// others for deadline delivery: real-time and signalling traffic side by side.
+    pub reliable_flows: u32,
 }
 
 /// Sends `spec.count` data packets of each flow over `link`, paced to `spec.rate`. Returns
@@ -110,6 +113,9 @@ pub fn send(sock: &UdpSocket, spec: &SendSpec, link: &mut EdgeLink) -> Result<u6
         let mut hdr = RelayHeader::new(PacketKind::Data, spec.src_node, spec.dst_node, flow, seq);
         hdr.hop_limit = spec.hop_limit;
         hdr.flags = spec.flags;
+        if k >= spec.flows.saturating_sub(spec.reliable_flows) {
+            hdr.flags |= flags::RELIABLE;
+        }
         let mut pkt = datagram(&hdr, spec.size);
         link.seal(&mut pkt)?;
         loop {
@@ -163,15 +169,27 @@ pub struct RecvReport {
     /// Datagrams whose hop authentication failed (not counted as received).
     #[serde(default)]
     pub unauthenticated: u64,
+    /// Distinct packets and reordering per flow.
+    #[serde(default)]
+    pub flows: BTreeMap<u32, FlowReport>,
+}
+
+/// What a receiver saw of one flow.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FlowReport {
+    pub unique: u64,
+    /// Packets that arrived after one of this flow with a higher sequence number.
+    pub reordered: u64,
+    /// Highest sequence number seen.
+    pub max_seq: u32,
 }
 
 /// Checks arriving packets against the sender's pattern.
 pub struct Receiver {
     expect_first: u32,
     seen: Vec<bool>,
-    /// Highest sequence number seen per flow: one entry per flow with an intact packet, so at
-    /// most as many as packets expected.
-    max_seq: HashMap<u32, u32>,
+    /// Its `flows` has one entry per flow with an intact packet, so at most as many as
+    /// packets expected.
     pub report: RecvReport,
 }
 
@@ -181,7 +199,6 @@ impl Receiver {
         Self {
             expect_first: first,
             seen: vec![false; count as usize],
-            max_seq: HashMap::new(),
             report: RecvReport::default(),
         }
     }
@@ -206,11 +223,17 @@ impl Receiver {
         self.report.unique += 1;
         self.report.min_hop_limit =
             Some(self.report.min_hop_limit.map_or(hdr.hop_limit, |m| m.min(hdr.hop_limit)));
-        let max = self.max_seq.entry(hdr.flow_id()).or_insert(hdr.seq());
-        if hdr.seq() < *max {
+        let f = self
+            .report
+            .flows
+            .entry(hdr.flow_id())
+            .or_insert(FlowReport { max_seq: hdr.seq(), ..FlowReport::default() });
+        f.unique += 1;
+        if hdr.seq() < f.max_seq {
+            f.reordered += 1;
             self.report.reordered += 1;
         }
-        *max = (*max).max(hdr.seq());
+        f.max_seq = f.max_seq.max(hdr.seq());
     }
 
     /// Whether every expected packet has arrived.

@@ -70,6 +70,24 @@ pub mod optional_time {
     }
 }
 
+/// For `#[serde(with = "crate::carry::optional_tagged_time")]` on an `Option<(u32, Instant)>`
+/// (a value and when it was last seen).
+pub mod optional_tagged_time {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(t: &Option<(u32, Instant)>, s: S) -> Result<S::Ok, S::Error> {
+        let now = reference().ok_or_else(|| ser::Error::custom(NO_REFERENCE))?;
+        t.map(|(v, t)| (v, offset(t, now))).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<(u32, Instant)>, D::Error> {
+        let now = reference().ok_or_else(|| de::Error::custom(NO_REFERENCE))?;
+        Ok(Option::<(u32, i64)>::deserialize(d)?.map(|(v, o)| (v, instant(o, now))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,6 +112,7 @@ pub fn run(duration: Option<u64>) -> Result<()> {
                     size: HEADER_LEN + 100,
                     hop_limit: 16,
                     flags: 0,
+                    reliable_flows: 0,
                 };
                 // Counted before sending, so the live line never shows more delivered than sent.
                 sent.fetch_add(u64::from(spec.count), Ordering::Relaxed);

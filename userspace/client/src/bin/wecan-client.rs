@@ -1,7 +1,7 @@
 //! wecan-client: send and receive relay packets (used by the demo and the tests).
 //!
 //! ```text
-//! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] send --to ADDR:PORT --dst-node B [--flow F] [--flows N] [--count N] [--rate PPS] [--size BYTES] [--reliable]
+//! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] send --to ADDR:PORT --dst-node B [--flow F] [--flows N] [--count N] [--rate PPS] [--size BYTES] [--reliable | --reliable-flows N]
 //! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] recv --bind ADDR:PORT --count N [--timeout SECS] [--json]
 //! ```
 //! With `--key`, packets to the edge are sealed and packets from it verified with the key
@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use wecan_client::{self as client, EdgeLink, Receiver, SendSpec};
-use wecan_common::wire::{DEFAULT_HOP_LIMIT, HEADER_LEN, flags};
+use wecan_common::wire::{DEFAULT_HOP_LIMIT, HEADER_LEN};
 use wecan_os::{netns, sockopt};
 
 #[derive(Parser)]
@@ -91,6 +91,9 @@ enum Cmd {
         /// delivered instead of giving up at a deadline).
         #[arg(long)]
         reliable: bool,
+        /// Only the last N flows ask for reliable delivery, the others for deadline delivery.
+        #[arg(long, conflicts_with = "reliable")]
+        reliable_flows: Option<u32>,
     },
     /// Receive and verify data packets; prints a report.
     Recv {
@@ -143,6 +146,7 @@ fn real_main() -> Result<()> {
             size,
             hop_limit,
             reliable,
+            reliable_flows,
         } => {
             let Some(src_node) = src_node.or(cli.node) else {
                 bail!("--src-node: missing; give the source node (or --node)");
@@ -167,7 +171,8 @@ fn real_main() -> Result<()> {
                 rate,
                 size,
                 hop_limit,
-                flags: if reliable { flags::RELIABLE } else { 0 },
+                flags: 0,
+                reliable_flows: if reliable { flows } else { reliable_flows.unwrap_or(0) },
             };
             let sent = client::send(&sock, &spec, &mut link)?;
             println!("sent {sent}");

@@ -86,6 +86,8 @@ mod wire;
 
 use std::{fmt, time::Duration};
 
+use serde::{Deserialize, Serialize};
+
 pub use receiver::{Receiver, ReceiverStats};
 pub use sender::{Sender, SenderStats};
 pub use wire::{Header, Nack};
@@ -174,7 +176,7 @@ impl fmt::Display for BufferFull {
 impl std::error::Error for BufferFull {}
 
 /// What the receiving hop promises the flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// Hand packets on in arrival order, never after their deadline; repair only in time.
     Deadline,

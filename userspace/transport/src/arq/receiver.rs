@@ -3,6 +3,8 @@
 
 use std::{collections::VecDeque, time::Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::{
     ArqSettings, HALF, Header, MAX_NACK_RANGES, Mode, Nack,
     timers::{Clock, Timers},
@@ -10,7 +12,7 @@ use super::{
 
 /// Counters of a [`Receiver`]. Every arrival counts once in `received` and, unless Reliable
 /// mode is still holding it, once more in `delivered`, `duplicates` or `late`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiverStats {
     /// Data packets that arrived (originals, resends, duplicates).
     pub received: u64,
@@ -31,6 +33,7 @@ pub struct ReceiverStats {
 }
 
 /// The downstream end of a protected hop: hands packets on, tracks gaps and asks for them.
+#[derive(Serialize, Deserialize)]
 pub struct Receiver {
     mode: Mode,
     timers: Timers,
@@ -53,6 +56,7 @@ pub struct Receiver {
     stats: ReceiverStats,
 }
 
+#[derive(Serialize, Deserialize)]
 pub(super) enum Slot {
     Missing(Gap),
     /// Reliable mode: received, waiting for an earlier gap to fill.
@@ -61,6 +65,7 @@ pub(super) enum Slot {
     Done,
 }
 
+#[derive(Serialize, Deserialize)]
 pub(super) struct Gap {
     /// When to ask (again) next.
     next_ask: u64,

@@ -3,13 +3,15 @@
 
 use std::{collections::VecDeque, time::Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::{
     ArqSettings, BufferFull, Header, MAX_PROBE_BACKOFF, Mode, Nack,
     timers::{Clock, Timers, age_us},
 };
 
 /// Counters of a [`Sender`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SenderStats {
     /// Original packets registered with [`Sender::sent`].
     pub sent: u64,
@@ -25,6 +27,7 @@ pub struct SenderStats {
 }
 
 /// The upstream end of a protected hop: numbers packets and resends what is asked for.
+#[derive(Serialize, Deserialize)]
 pub struct Sender {
     mode: Mode,
     timers: Timers,
@@ -39,6 +42,7 @@ pub struct Sender {
     stats: SenderStats,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Entry {
     payload: Vec<u8>,
     first_sent: u64,

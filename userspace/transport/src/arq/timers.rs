@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::{ArqSettings, MIN_RTT, RETRY_SLACK};
 
 /// Nanoseconds in `d`, saturating: timer arithmetic below is saturating u64, never a panic.
@@ -12,8 +14,8 @@ pub(super) fn nanos(d: Duration) -> u64 {
 
 /// Turns the caller's `Instant`s into u64 nanoseconds since the first one seen, so timer sums
 /// saturate instead of overflowing `Instant` (an instant before the first one counts as it).
-#[derive(Default)]
-pub(super) struct Clock(Option<Instant>);
+#[derive(Default, Serialize, Deserialize)]
+pub(super) struct Clock(#[serde(with = "crate::carry::optional_time")] Option<Instant>);
 
 impl Clock {
     pub(super) fn ns(&mut self, now: Instant) -> u64 {
@@ -22,7 +24,7 @@ impl Clock {
 }
 
 /// Timers of one hop in nanoseconds (see the module docs).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 pub(super) struct Timers {
     pub(super) rtt: u64,
     /// Also the one-way delay estimate and the sender's minimum gap between resends.

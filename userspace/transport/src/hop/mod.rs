@@ -214,7 +214,7 @@ impl<'de> Deserialize<'de> for ProtectMode {
 }
 
 /// FEC group size and parity bounds of one link.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FecSettings {
     /// Data packets per group (`k`).
     pub group: usize,

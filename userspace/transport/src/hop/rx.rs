@@ -83,7 +83,9 @@ impl RxStats {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct Group {
+    #[serde(with = "crate::carry::time")]
     born: Instant,
     /// Final shape, known once a parity shard arrived.
     shape: Option<(usize, usize, u8)>,
@@ -97,7 +99,7 @@ struct Group {
 }
 
 /// A set of shard indices (below [`fec::MAX_SHARDS`]).
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Bits([u64; 4]);
 
 impl Bits {
@@ -118,11 +120,14 @@ impl Group {
     }
 }
 
-/// The downstream end of one protected link.
+/// The downstream end of one protected link. Serde carries it to a successor agent
+/// ([`crate::carry`]).
+#[derive(Serialize, Deserialize)]
 pub struct LinkRx {
     node: u32,
     peer: u32,
     /// The sender epoch followed, and when a packet of it last arrived.
+    #[serde(with = "crate::carry::optional_tagged_time")]
     epoch: Option<(u32, Instant)>,
     rtt: Duration,
     deadline: Option<arq::Receiver>,
@@ -131,9 +136,12 @@ pub struct LinkRx {
     /// Packets the reliable streams hold behind gaps.
     held: usize,
     groups: BTreeMap<u32, Group>,
+    /// Made on first use (a cache: not carried).
+    #[serde(skip)]
     codecs: HashMap<(usize, usize), Codec>,
     /// Shards of finished groups and how many arrived (cumulative, wrapping).
     shards: (u32, u32),
+    #[serde(with = "crate::carry::optional_time")]
     last_report: Option<Instant>,
     stats: RxStats,
 }

@@ -6,6 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde::{Deserialize, Serialize};
+
 use wecan_common::wire::RelayHeader;
 
 use super::{
@@ -16,7 +18,7 @@ use crate::arq::{self, Mode};
 
 /// Bounds of a link's reliable streams; the defaults are the constants of the module docs.
 /// Tests lower them; they never exceed the defaults, which are the receiver's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Limits {
     pub(super) streams: usize,
     pub(super) window: usize,
@@ -48,7 +50,7 @@ impl Limits {
 }
 
 /// What a flow is: what its source names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(super) struct FlowKey {
     src: u32,
     dst: u32,
@@ -61,6 +63,7 @@ impl FlowKey {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct Stream {
     flow: FlowKey,
     arq: arq::Sender,
@@ -89,6 +92,7 @@ pub(super) struct Ready {
 }
 
 /// The reliable streams of one sending link end.
+#[derive(Serialize, Deserialize)]
 pub(super) struct Streams {
     /// Stream `i` is stream `i + 1` on the wire; made on first use, never removed.
     streams: Vec<Stream>,

@@ -101,7 +101,9 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// The upstream end of one protected link.
+/// The upstream end of one protected link. Serde carries it to a successor agent
+/// ([`crate::carry`]).
+#[derive(Serialize, Deserialize)]
 pub struct LinkTx {
     node: u32,
     peer: u32,
@@ -113,9 +115,12 @@ pub struct LinkTx {
     group: u32,
     /// Units of the open group and when it opened.
     pending: Vec<Vec<u8>>,
+    #[serde(with = "crate::carry::optional_time")]
     opened: Option<Instant>,
     /// ARQ flag of the open group (that of its first unit).
     pending_flags: u8,
+    /// Made on first use (a cache: not carried).
+    #[serde(skip)]
     codecs: HashMap<(usize, usize), Codec>,
     /// Smoothed one-way loss of the link, once measured.
     loss: Option<f64>,
