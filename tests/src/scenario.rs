@@ -229,29 +229,31 @@ pub fn outage_when(
     Ok((report.max_gap as f64 * 1000.0 / f64::from(RATE), report))
 }
 
-/// [`outage_when`] r1's link to `hop` is cut (the element drops everything: a silent
-/// failure only probes can detect).
-pub fn cut_and_measure(
-    t: &mut Topology,
-    hop: &str,
-    count: u32,
-    first_seq: u32,
-) -> Result<(f64, RecvReport)> {
-    outage_when(t, count, first_seq, |t| {
-        t.impair("r1", hop, Impairment { drop_all: true, ..Impairment::default() });
-        Ok(())
-    })
+/// How r1's link to its next hop fails in [`fail_and_measure`].
+#[derive(Clone, Copy, Debug)]
+pub enum Failure {
+    /// Cut silently (the element drops everything): only probes can tell.
+    Cut,
+    /// r1's interface toward it set down: the kernel announces it.
+    InterfaceDown,
 }
 
-/// [`outage_when`] r1's interface toward `hop` is set down (the kernel announces it).
-pub fn iface_down_and_measure(
+/// [`outage_when`] r1's link to `hop` fails as `how` says.
+pub fn fail_and_measure(
     t: &mut Topology,
     hop: &str,
+    how: Failure,
     count: u32,
     first_seq: u32,
 ) -> Result<(f64, RecvReport)> {
-    outage_when(t, count, first_seq, |t| {
-        t.ns("r1").ip(&["link", "set", &crate::topology::iface(hop), "down"]).map(drop)
+    outage_when(t, count, first_seq, |t| match how {
+        Failure::Cut => {
+            t.impair("r1", hop, Impairment { drop_all: true, ..Impairment::default() });
+            Ok(())
+        }
+        Failure::InterfaceDown => {
+            t.ns("r1").ip(&["link", "set", &crate::topology::iface(hop), "down"]).map(drop)
+        }
     })
 }
 

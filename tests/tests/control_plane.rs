@@ -60,7 +60,7 @@ fn controller_steers_by_link_quality_and_failover_stays_under_a_second() {
 
     // 1. Cut the link in use, controller running: local fast reroute to the backup (r2),
     //    then the controller's new routes (through r2, backup r3).
-    let (outage_ms, report) = cut_and_measure(&mut t, "r4", 30_000, 0).unwrap();
+    let (outage_ms, report) = fail_and_measure(&mut t, "r4", Failure::Cut, 30_000, 0).unwrap();
     eprintln!("drops: {:?}", drops(&t).unwrap());
     eprintln!("failover with the controller: {outage_ms:.1} ms ({} packets lost)", report.missing);
     assert!(outage_ms < 1000.0, "outage {outage_ms} ms: {report:?}");
@@ -74,7 +74,8 @@ fn controller_steers_by_link_quality_and_failover_stays_under_a_second() {
     // 2. Controller stopped, cut the new link in use: the precomputed backup alone
     //    carries the traffic over.
     t.stop_controller();
-    let (outage_ms, report) = cut_and_measure(&mut t, "r2", 30_000, 100_000).unwrap();
+    let (outage_ms, report) =
+        fail_and_measure(&mut t, "r2", Failure::Cut, 30_000, 100_000).unwrap();
     eprintln!("drops: {:?}", drops(&t).unwrap());
     eprintln!(
         "failover without the controller: {outage_ms:.1} ms ({} packets lost)",

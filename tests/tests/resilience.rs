@@ -102,7 +102,7 @@ fn an_interface_set_down_fails_over_without_waiting_for_probes() {
     wait_route(&t, "r1", 200, |r| hop(r) == 4).unwrap();
     wait_link(&t, "r1", 4, true);
 
-    let (ms, report) = iface_down_and_measure(&mut t, "r4", 30_000, 0).unwrap();
+    let (ms, report) = fail_and_measure(&mut t, "r4", Failure::InterfaceDown, 30_000, 0).unwrap();
     eprintln!("r1's interface to r4 set down: outage {ms:.1} ms, {report:?}");
     eprintln!("drops: {:?}", drops(&t).unwrap());
     assert!(ms < 1000.0, "outage {ms} ms, as long as waiting for probes: {report:?}");

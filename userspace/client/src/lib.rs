@@ -321,6 +321,7 @@ mod tests {
                 min_hop_limit: Some(16),
                 socket_drops: 0,
                 unauthenticated: 0,
+                flows: BTreeMap::from([(5, FlowReport { unique: 3, reordered: 1, max_seq: 12 })]),
             }
         );
     }

@@ -13,19 +13,26 @@ use std::{
 /// Control-message space for one descriptor.
 const CMSG_SPACE: usize = 64;
 
+/// A message header over one buffer and `control_len` bytes of `cmsg`.
+fn header(iov: &mut libc::iovec, cmsg: &mut [u8; CMSG_SPACE], control_len: usize) -> libc::msghdr {
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = control_len.min(CMSG_SPACE);
+    msg
+}
+
 /// Sends `data` (non-empty) with a duplicate of `fd` attached.
 pub fn send_with_fd(sock: &UnixStream, data: &[u8], fd: RawFd) -> io::Result<()> {
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
     let mut cmsg = [0u8; CMSG_SPACE];
-    // SAFETY: msghdr is plain data; every pointer in it points into live locals sized as
-    // declared, and the CMSG macros stay within `cmsg` (space for one int, checked).
+    // SAFETY: the header's pointers point into live locals sized as declared, and the CMSG
+    // macros stay within `cmsg` (space for one int).
     unsafe {
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize;
-        debug_assert!(msg.msg_controllen <= CMSG_SPACE);
+        let space = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize;
+        let msg = header(&mut iov, &mut cmsg, space);
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
         (*c).cmsg_type = libc::SCM_RIGHTS;
@@ -49,11 +56,7 @@ pub fn recv_with_fd(sock: &UnixStream, buf: &mut [u8]) -> io::Result<(usize, Opt
     // SAFETY: as in `send_with_fd`; the kernel fills at most `msg_controllen` bytes, and a
     // descriptor it passes is ours to own (MSG_CMSG_CLOEXEC keeps it out of children).
     unsafe {
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr().cast();
-        msg.msg_controllen = CMSG_SPACE;
+        let mut msg = header(&mut iov, &mut cmsg, CMSG_SPACE);
         let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
         if n < 0 {
             return Err(io::Error::last_os_error());

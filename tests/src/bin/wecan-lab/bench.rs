@@ -124,12 +124,19 @@ pub fn run(json: bool, write: Option<PathBuf>) -> Result<()> {
     let mut down_runs = Vec::new();
     for i in 0..FAILOVER_RUNS {
         let mut t = scenario::mesh(&format!("bf{i}"))?;
-        let (ms, report) = scenario::cut_and_measure(&mut t, "r4", 30_000, 0)?;
+        let (ms, report) =
+            scenario::fail_and_measure(&mut t, "r4", scenario::Failure::Cut, 30_000, 0)?;
         eprintln!("bench: failover run {i}: {ms:.1} ms ({} packets lost)", report.missing);
         runs.push(ms);
         // Same mesh, r1 now on r2: set its interface toward r2 down.
         scenario::wait_route(&t, "r1", 200, |r| r["next_node"] == 2)?;
-        let (ms, report) = scenario::iface_down_and_measure(&mut t, "r2", 30_000, 100_000)?;
+        let (ms, report) = scenario::fail_and_measure(
+            &mut t,
+            "r2",
+            scenario::Failure::InterfaceDown,
+            30_000,
+            100_000,
+        )?;
         eprintln!("bench: interface-down run {i}: {ms:.1} ms ({} packets lost)", report.missing);
         down_runs.push(ms);
     }
