@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wecan_agent::handover;
 use wecan_tests::{
+    net::in_netns,
     scenario::{lossy, *},
     skip_privileged,
     topology::{Topology, iface},
@@ -148,4 +150,31 @@ fn upgrading_a_relay_twice_loses_no_packet_of_protected_or_reliable_flows() {
     assert_eq!((reliable.unique, reliable.reordered), (u64::from(UPGRADE_COUNT), 0), "{report:?}");
     let r2 = lossy::protection(&t, "r2").unwrap();
     assert_eq!(r2.socket_drops, 0, "{r2:?}");
+}
+
+#[test]
+fn a_failed_upgrade_leaves_the_running_agent_in_charge() {
+    if skip_privileged() {
+        return;
+    }
+    let mut t = Topology::new("uf").unwrap();
+    t.node("r1", 1).unwrap();
+    t.node("r2", 2).unwrap();
+    t.link("r1", "r2").unwrap();
+    t.start_relay("r1", &[], &[]).unwrap();
+    t.start_relay("r2", &[], &[]).unwrap();
+    wait_link(&t, "r2", 1, true);
+    // A new agent that takes the state and dies before it confirms.
+    let (ns, pin_dir) = (t.ns("r1").name.clone(), t.pin_dir("r1"));
+    let taken = in_netns(&ns, move || handover::request(&pin_dir)).unwrap().unwrap();
+    let (state, socket, confirmation) = taken.expect("r1's agent offers a handover");
+    assert_eq!(state.node_id, 1);
+    assert!(socket.local_addr().unwrap().port() > 0);
+    drop((socket, confirmation));
+    // The old agent carries on: its links stay up, and it hands over to the next one.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(link_up(&t, "r2", 1) && link_up(&t, "r1", 2));
+    t.restart_relay("r1").unwrap();
+    wait_link(&t, "r2", 1, true);
+    assert_eq!(t.stats("r2").unwrap()["drop_agent_down"], 0);
 }

@@ -227,9 +227,7 @@ impl Agent {
         // The successor binds the name once it runs.
         self.listener = None;
         let grace = u64::try_from(handover::GRACE.as_nanos()).unwrap_or(u64::MAX);
-        if let Err(e) = self.relay.maps.beat(probe::now_ns().saturating_add(grace)) {
-            warn!("heartbeat for the handover: {e:#}");
-        }
+        self.live.extend(&mut self.relay.maps, probe::now_ns(), grace);
         let state = Handoff {
             node_id: self.cfg.node_id,
             prober: self.prober.export(),

@@ -19,8 +19,9 @@ use crate::probe::now_ns;
 
 pub struct Liveness {
     lease_ns: u64,
-    /// When the lease was last extended (monotonic ns).
+    /// When the lease was last extended, and until when (monotonic ns).
     beat_ns: u64,
+    until_ns: u64,
     events: LinkEvents,
     /// Egress interface of each relay peer, as the kernel routed it while it was up.
     egress: BTreeMap<u32, u32>,
@@ -35,6 +36,7 @@ impl Liveness {
         let mut l = Self {
             lease_ns: u64::try_from(lease.as_nanos()).unwrap_or(u64::MAX),
             beat_ns: 0,
+            until_ns: 0,
             events: LinkEvents::subscribe()?,
             egress: BTreeMap::new(),
             down: BTreeSet::new(),
@@ -47,18 +49,23 @@ impl Liveness {
     /// still leave it running).
     pub fn beat(&mut self, maps: &mut Maps) {
         let now = now_ns();
-        let since = now.saturating_sub(self.beat_ns);
-        if since < self.lease_ns / 3 {
+        if now.saturating_sub(self.beat_ns) < self.lease_ns / 3 {
             return;
         }
-        if self.beat_ns != 0 && since > self.lease_ns {
+        if self.until_ns != 0 && now > self.until_ns {
             warn!(
                 "heartbeat {} ms late: the agent's loop stalled, and XDP answered no probe meanwhile",
-                (since - self.lease_ns) / 1_000_000
+                (now - self.until_ns) / 1_000_000
             );
         }
-        match maps.beat(now.saturating_add(self.lease_ns)) {
-            Ok(()) => self.beat_ns = now,
+        self.extend(maps, now, self.lease_ns);
+    }
+
+    /// Extends the lease to `by` ns from `now` (a handover asks for longer than a turn).
+    pub fn extend(&mut self, maps: &mut Maps, now: u64, by: u64) {
+        let until = now.saturating_add(by);
+        match maps.beat(until) {
+            Ok(()) => (self.beat_ns, self.until_ns) = (now, until),
             Err(e) => warn!("heartbeat: {e:#}"),
         }
     }
