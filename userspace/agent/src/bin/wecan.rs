@@ -4,6 +4,7 @@
 //! wecan routes list | get DST [--flow F] | add DST --via ADDR [--port P] [--flow F] [--protect MODE] | del DST [--flow F]
 //! wecan peers list | add ADDR --node N (--key ID:SECRET | --no-auth) | key ADDR [--add ID:SECRET] [--send ID] | del ADDR
 //! wecan key generate
+//! wecan token keygen --out FILE | issue --operator FILE --name NAME --ttl 24h [--ops LIST] [--edge] --out FILE | inspect FILE
 //! wecan stats
 //! wecan links
 //! wecan protection
@@ -34,6 +35,9 @@ use wecan_transport::{
     auth::{self, Secret},
     hop::ProtectMode,
 };
+
+#[path = "wecan/token.rs"]
+mod token;
 
 #[derive(Parser)]
 #[command(version, about = "Inspect and steer a wecan relay")]
@@ -78,6 +82,9 @@ enum Cmd {
     /// Link secrets for hop authentication.
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Operator keys and edge-access credentials (offline, no relay needed).
+    #[command(subcommand)]
+    Token(token::TokenCmd),
 }
 
 #[derive(Subcommand)]
@@ -346,6 +353,7 @@ fn real_main() -> Result<()> {
             println!("{}", Secret::new(b).to_hex());
             return Ok(());
         }
+        Cmd::Token(cmd) => return token::run(cmd, cli.json),
         Cmd::Map(cmd) => cmd,
     };
     if let Some(ns) = &cli.netns {
