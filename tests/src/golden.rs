@@ -26,11 +26,11 @@ use wecan_agent::reconcile;
 use wecan_common::{
     auth::{self, TAGGED_LEN},
     maps::{
-        DEFAULT_FIB_CACHE_MS, PeerKind, PeerValue, RelayConfig, RouteAction, RouteOrigin,
-        RouteValue, config_flags::PROBE_REPLY_IN_XDP,
+        ClientValue, DEFAULT_FIB_CACHE_MS, PeerKind, PeerValue, RelayConfig, RouteAction,
+        RouteOrigin, RouteValue, client_auth_slot, config_flags::PROBE_REPLY_IN_XDP,
     },
     stats::Stat,
-    wire::{HEADER_LEN, PacketKind, RelayHeader},
+    wire::{HEADER_LEN, PacketKind, RelayHeader, overlay},
 };
 use wecan_datapath::{maps::RouteSel, relay::Relay};
 use wecan_transport::auth::{Sealer, Secret, link_keys};
@@ -78,6 +78,13 @@ const PEERS: [(&str, u32, PeerKind); 11] = [
     ("10.1.0.5", NEXT, PeerKind::Relay),
     ("10.2.0.6", NEXT, PeerKind::Relay),
 ];
+
+/// The secret of the link to the client at overlay address `addr` (made up per address).
+pub fn client_secret(addr: u32) -> Secret {
+    let mut b = [0x5c; 32];
+    b[..4].copy_from_slice(&addr.to_be_bytes());
+    Secret::new(b)
+}
 
 /// The secret of the link to peer `addr` under key `id` (made up per address and ID).
 pub fn secret(addr: &str, id: u8) -> Secret {
@@ -190,6 +197,8 @@ impl Fixture {
             table: 0,
             _pad: 0,
             fib_cache_ms: DEFAULT_FIB_CACHE_MS,
+            gateway_rate: 0,
+            gateway_burst: 0,
         })?;
         // The fixture stands in for a live agent ([`Self::set_agent_alive`] to change it).
         m.beat(u64::MAX)?;
@@ -282,6 +291,34 @@ impl Fixture {
     pub fn set_fib_cache_ms(&mut self, ms: u16) -> anyhow::Result<()> {
         let cfg = self.relay.maps.config()?;
         self.relay.maps.set_config(RelayConfig { fib_cache_ms: ms, ..cfg })
+    }
+
+    /// Attaches client slot `slot` of this edge as the gateway would, keyed with
+    /// [`client_secret`]; it registered from `from:port`. Returns its overlay address.
+    pub fn attach_client(&mut self, slot: u16, from: &str, port: u16) -> anyhow::Result<u32> {
+        let addr = overlay::client(ME, slot).expect("a client address of this edge");
+        let mut peer = PeerValue::new(addr, PeerKind::Client);
+        peer.keys[0] = link_keys(&client_secret(addr), 1, ME, addr);
+        peer.auth_slot = client_auth_slot(slot).expect("a client slot");
+        let route =
+            reconcile::route_to(RouteAction::Forward, ip(from), port, addr, RouteOrigin::Static)?;
+        self.relay.maps.add_client(ClientValue { peer, route, last_seen_ns: 0 })?;
+        Ok(addr)
+    }
+
+    /// Seals `relay` as client `addr` sends it (its own sequence of numbers).
+    pub fn seal_as_client(&mut self, addr: u32, relay: &mut [u8]) {
+        let mut me = PeerValue::new(ME, PeerKind::Relay);
+        me.keys[0] = link_keys(&client_secret(addr), 1, addr, ME);
+        let key = IpAddr::from(addr.to_be_bytes());
+        self.sealers.entry(key).or_insert_with(|| Sealer::new(1 << 40)).seal(relay, &me).unwrap();
+    }
+
+    /// Makes this relay an edge whose gateway takes `rate` registrations per second from
+    /// each unknown source, `burst` more at once.
+    pub fn set_gateway(&mut self, rate: u16, burst: u16) -> anyhow::Result<()> {
+        let cfg = self.relay.maps.config()?;
+        self.relay.maps.set_config(RelayConfig { gateway_rate: rate, gateway_burst: burst, ..cfg })
     }
 
     /// Gives the relay a live agent (a lease without end) or a dead one (lapsed).

@@ -4,6 +4,7 @@
 //! Everything created here is owned by a guard that removes it on drop (namespaces, pin
 //! directories, processes), so a failing test leaves nothing behind.
 
+pub mod access;
 pub mod bins;
 pub mod cpu;
 pub mod golden;
@@ -11,6 +12,7 @@ pub mod impair;
 pub mod net;
 pub mod pki;
 pub mod proc;
+pub mod receiver;
 pub mod scenario;
 pub mod sim;
 pub mod topology;

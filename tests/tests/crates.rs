@@ -8,10 +8,11 @@ use std::{
 };
 
 /// Crates that must build without the eBPF toolchain.
-const STABLE_ONLY: [&str; 6] = [
+const STABLE_ONLY: [&str; 7] = [
     "wecan-common",
     "wecan-os",
     "wecan-transport",
+    "wecan-access",
     "wecan-api",
     "wecan-controller",
     "wecan-client",

@@ -601,3 +601,162 @@ fn unauthenticated_links_pass_untagged() {
     // The same packet again is not a replay on such a link: nothing is checked.
     f.expect(&pkt, xdp::TX, Stat::Tx);
 }
+
+/// A frame from `from:port` (not a peer address) sealed as client `src_node`.
+fn client_frame(
+    f: &mut Fixture,
+    from: [u8; 4],
+    port: u16,
+    src_node: u32,
+    dst: u32,
+    kind: PacketKind,
+) -> Vec<u8> {
+    let mut p = RelayHeader::new(kind, src_node, dst, 1, 42).to_bytes().to_vec();
+    p.extend_from_slice(b"client payload");
+    f.seal_as_client(src_node, &mut p);
+    v4(PEER_MAC, f.in_mac, from, [10, 1, 0, 1], 20, (port, PORT), &p)
+}
+
+/// Where the edge sends packets for client `addr` now.
+fn client_route(f: &Fixture, addr: u32) -> (IpAddr, u16, IpAddr) {
+    let c = f.relay.maps.client(addr).expect("attached");
+    let r = c.route;
+    let at = |b: &[u8; 16]| IpAddr::from([b[0], b[1], b[2], b[3]]);
+    (at(&r.next_addr), r.next_port, at(&r.src_addr))
+}
+
+/// A client attached through the gateway is admitted by the address it claims, which its
+/// tag proves; its return address follows its last authenticated packet (NAT rebinding),
+/// and neither a replay nor a forgery from elsewhere can move it.
+#[test]
+fn an_attached_client_is_admitted_by_its_claim_and_followed_when_it_moves() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    let alice = f.attach_client(5, "10.1.0.1", 1).unwrap();
+    let first = client_frame(&mut f, [10, 1, 0, 77], 40000, alice, TX_V4, PacketKind::Data);
+    f.expect(&first, xdp::TX, Stat::Tx);
+    assert_eq!(client_route(&f, alice), (ip("10.1.0.77"), 40000, ip("10.1.0.1")));
+    assert!(f.relay.maps.client(alice).unwrap().last_seen_ns > 0, "seen");
+    // Behind a NAT that rebound: a new address and port.
+    let moved = client_frame(&mut f, [10, 1, 0, 78], 41000, alice, TX_V4, PacketKind::Data);
+    f.expect(&moved, xdp::TX, Stat::Tx);
+    assert_eq!(client_route(&f, alice), (ip("10.1.0.78"), 41000, ip("10.1.0.1")));
+    // The first packet replayed from a third address: refused, and the client stays.
+    let replay = v4(
+        PEER_MAC,
+        f.in_mac,
+        [10, 1, 0, 79],
+        [10, 1, 0, 1],
+        20,
+        (40000, PORT),
+        &first[RELAY_V4..],
+    );
+    f.expect(&replay, xdp::DROP, Stat::DropReplay);
+    // Sealed with another client's key, claiming alice.
+    let bob = f.attach_client(6, "10.1.0.1", 1).unwrap();
+    let mut forged = RelayHeader::new(PacketKind::Data, alice, TX_V4, 1, 43).to_bytes().to_vec();
+    f.seal_as_client(bob, &mut forged);
+    let forged = v4(PEER_MAC, f.in_mac, [10, 1, 0, 80], [10, 1, 0, 1], 20, (40000, PORT), &forged);
+    f.expect(&forged, xdp::DROP, Stat::DropBadTag);
+    assert_eq!(client_route(&f, alice), (ip("10.1.0.78"), 41000, ip("10.1.0.1")));
+    // Bob under his own address is bob; a slot nobody holds is a stranger.
+    let bobs = client_frame(&mut f, [10, 1, 0, 80], 40000, bob, TX_V4, PacketKind::Data);
+    f.expect(&bobs, xdp::TX, Stat::Tx);
+    let nobody = wecan_common::wire::overlay::client(ME, 9).unwrap();
+    let stranger = client_frame(&mut f, [10, 1, 0, 81], 40000, nobody, TX_V4, PacketKind::Data);
+    f.expect(&stranger, xdp::DROP, Stat::DropUnknownPeer);
+    // Probes from an attached client are its keepalives: answered in XDP.
+    let probe = client_frame(&mut f, [10, 1, 0, 78], 41000, alice, ME, PacketKind::Probe);
+    f.expect(&probe, xdp::TX, Stat::ProbeReply);
+}
+
+/// Packets for a client address go to the client where this edge holds it, sealed with
+/// its key; for another edge's client, along the route to that edge. No per-client route
+/// exists anywhere.
+#[test]
+fn packets_for_a_client_go_to_it_or_toward_its_edge() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    let alice = f.attach_client(5, "10.1.0.1", 1).unwrap();
+    let hello = client_frame(&mut f, [10, 1, 0, 77], 40000, alice, TX_V4, PacketKind::Data);
+    f.expect(&hello, xdp::TX, Stat::Tx);
+    f.ip(&[
+        "neigh",
+        "add",
+        "10.1.0.77",
+        "lladdr",
+        "02:00:00:00:01:77",
+        "dev",
+        "in0",
+        "nud",
+        "permanent",
+    ])
+    .unwrap();
+    let pkt = f.from_peer(alice, 1, 5);
+    let out = f.expect(&pkt, xdp::TX, Stat::Tx);
+    // What alice verifies the edge's packets with.
+    let mut view = wecan_common::maps::PeerValue::new(ME, wecan_common::maps::PeerKind::Relay);
+    view.keys[0] = link_keys(&client_secret(alice), 1, alice, ME);
+    assert_eq!(auth::verify(&out[RELAY_V4..], &view, &auth::Windows::default()), Ok(()));
+    let mut payload = relay_payload(alice, 1, 4);
+    payload[6] = out[RELAY_V4 + 6];
+    payload[24..40].copy_from_slice(&out[RELAY_V4 + 24..RELAY_V4 + 40]);
+    let expected = v4(
+        f.in_mac,
+        [2, 0, 0, 0, 1, 0x77],
+        [10, 1, 0, 1],
+        [10, 1, 0, 77],
+        64,
+        (PORT, 40000),
+        &payload,
+    );
+    assert_eq!(out, expected);
+    // A slot of this edge nobody holds.
+    let gone = wecan_common::wire::overlay::client(ME, 9).unwrap();
+    let pkt = f.from_peer(gone, 1, 5);
+    f.expect(&pkt, xdp::DROP, Stat::DropNoRoute);
+    // A client of edge TX_V4's: along the route to that edge (XDP_TX to 10.1.0.3).
+    let elsewhere = wecan_common::wire::overlay::client(TX_V4, 1).unwrap();
+    let pkt = f.from_peer(elsewhere, 1, 5);
+    let out = f.expect(&pkt, xdp::TX, Stat::Tx);
+    assert_eq!(out, v4_to_same_link(&f, &out, relay_payload(elsewhere, 1, 4)));
+    // A client of an edge this relay has no route to.
+    let lost = wecan_common::wire::overlay::client(UNKNOWN, 1).unwrap();
+    let pkt = f.from_peer(lost, 1, 5);
+    f.expect(&pkt, xdp::DROP, Stat::DropNoRoute);
+}
+
+/// Registrations from senders the relay does not know reach the agent only on an edge, and
+/// only within each source's rate; anything else from them stays dropped.
+#[test]
+fn registrations_from_strangers_are_rate_limited_per_source() {
+    let Some(mut f) = fixture() else {
+        return;
+    };
+    let register = |f: &Fixture, from: [u8; 4]| {
+        let mut p = RelayHeader::new(PacketKind::Control, 0, ME, 0, 0).to_bytes().to_vec();
+        p.extend_from_slice(&[1, 2, 3]);
+        v4(PEER_MAC, f.in_mac, from, [10, 1, 0, 1], 20, (40000, PORT), &p)
+    };
+    // Not an edge: none.
+    let pkt = register(&f, [10, 1, 0, 90]);
+    f.expect(&pkt, xdp::DROP, Stat::DropRateLimited);
+    // One a second, three more at once: the first four pass, then none.
+    f.set_gateway(1, 3).unwrap();
+    for _ in 0..4 {
+        f.expect(&pkt, xdp::PASS, Stat::Gateway);
+    }
+    for _ in 0..50 {
+        f.expect(&pkt, xdp::DROP, Stat::DropRateLimited);
+    }
+    // Another source has its own allowance.
+    let other = register(&f, [10, 1, 0, 91]);
+    f.expect(&other, xdp::PASS, Stat::Gateway);
+    // Data from a stranger is never passed up.
+    let mut p = relay_payload(TX_V4, 1, 5);
+    p[3] = PacketKind::Data as u8;
+    let data = v4(PEER_MAC, f.in_mac, [10, 1, 0, 92], [10, 1, 0, 1], 20, (40000, PORT), &p);
+    f.expect(&data, xdp::DROP, Stat::DropUnknownPeer);
+}

@@ -11,14 +11,14 @@
 //! 2. The R1 — R2 link's keys rotate twice mid-stream with the CLI: nothing is lost.
 
 use std::{
-    net::UdpSocket,
+    net::{SocketAddr, UdpSocket},
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use wecan_client::{EdgeLink, RecvReport, datagram};
+use wecan_client::{EdgeLink, datagram};
 use wecan_common::wire::{PacketKind, RelayHeader};
-use wecan_tests::{net::in_netns, proc::Proc, skip_privileged, topology::Topology};
+use wecan_tests::{net::in_netns, receiver::receive, skip_privileged, topology::Topology};
 
 fn chain(tag: &str) -> Topology {
     let mut t = Topology::new(tag).unwrap();
@@ -33,37 +33,6 @@ fn chain(tag: &str) -> Topology {
     t.start_relay("r1", &[], &[("b", "r2"), ("a", "a")]).unwrap();
     t.start_relay("r2", &[], &[("b", "b"), ("a", "r1")]).unwrap();
     t
-}
-
-/// B's receiver for `count` packets from sequence number 0.
-fn receiver(t: &Topology, count: u32) -> (Proc, std::sync::mpsc::Receiver<String>) {
-    let b = t.addr("b", "r2");
-    let (rx, _, lines) = Proc::spawn_capture(
-        "receiver",
-        t.client("b").args(["recv", "--json", "--bind", &format!("{b}:7300")]).args([
-            "--count",
-            &count.to_string(),
-            "--timeout",
-            "90",
-            "--idle",
-            "5",
-        ]),
-        "listening",
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    (rx, lines)
-}
-
-fn report(rx: Proc, lines: &std::sync::mpsc::Receiver<String>) -> RecvReport {
-    let report = loop {
-        let line = lines.recv_timeout(Duration::from_secs(100)).expect("receiver report");
-        if line.starts_with('{') {
-            break serde_json::from_str(&line).unwrap();
-        }
-    };
-    rx.wait(Duration::from_secs(10)).unwrap();
-    report
 }
 
 /// Waits (bounded) until `relay`'s counter `name` reaches `want`; returns its value.
@@ -90,8 +59,8 @@ fn spoofed_and_replayed_packets_are_dropped_beside_a_valid_stream() {
         return;
     }
     let t = chain("ha");
-    let (rx, lines) = receiver(&t, STREAM);
-    let to = std::net::SocketAddr::from((t.addr("r1", "a"), 7300));
+    let rx = receive(&t, "b", SocketAddr::from((t.addr("b", "r2"), 7300)), STREAM, 5).unwrap();
+    let to = SocketAddr::from((t.addr("r1", "a"), 7300));
     let from = t.addr("a", "r1");
     let secret = t.secret("a", "r1").unwrap().clone();
     // A's own address, A's key: the test is A, and its forger and replayer beside it.
@@ -130,7 +99,7 @@ fn spoofed_and_replayed_packets_are_dropped_beside_a_valid_stream() {
     })
     .unwrap()
     .unwrap();
-    let r = report(rx, &lines);
+    let r = rx.report().unwrap();
     let stats = t.stats("r1").unwrap();
     eprintln!(
         "forged {sent:?}; r1: {:?}",
@@ -187,7 +156,7 @@ fn link_keys_rotate_mid_stream_without_loss() {
         return;
     }
     let t = chain("hr");
-    let (rx, lines) = receiver(&t, STREAM);
+    let rx = receive(&t, "b", SocketAddr::from((t.addr("b", "r2"), 7300)), STREAM, 5).unwrap();
     let r1 = t.addr("r1", "a");
     let mut tx = t
         .client("a")
@@ -220,7 +189,7 @@ fn link_keys_rotate_mid_stream_without_loss() {
     assert_eq!(r2_entry["send_key"], 3, "{r2_entry}");
 
     assert!(tx.wait().unwrap().success());
-    let r = report(rx, &lines);
+    let r = rx.report().unwrap();
     let r2 = t.stats("r2").unwrap();
     eprintln!("r2: {:?}", r2.iter().filter(|(_, v)| **v > 0).collect::<Vec<_>>());
     assert_eq!(r.unique, u64::from(STREAM), "{r:?}");

@@ -11,9 +11,8 @@
 
 use std::{net::SocketAddr, process::Stdio, time::Duration};
 
-use wecan_client::RecvReport;
 use wecan_tests::{
-    proc::Proc,
+    receiver::receive,
     scenario::wait_probe_replies,
     skip_privileged,
     topology::{Topology, iface},
@@ -89,20 +88,7 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
     assert_eq!(relayed(&t, "r1"), 0, "nothing from X may be relayed");
 
     let b_addr = t.addr("b", "r3");
-    let (rx, _, rx_lines) = Proc::spawn_capture(
-        "receiver",
-        t.client("b").args(["recv", "--json", "--bind", &format!("{b_addr}:7300")]).args([
-            "--count",
-            &COUNT.to_string(),
-            "--timeout",
-            "60",
-            "--idle",
-            "5",
-        ]),
-        "listening",
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let rx = receive(&t, "b", SocketAddr::from((b_addr, 7300)), COUNT, 5).unwrap();
 
     let r1_for_a = t.addr("r1", "a");
     let mut sender = t
@@ -136,13 +122,7 @@ fn chain_forwards_every_packet_and_reroutes_without_loss() {
     let r2_at_switch = relayed(&t, "r2");
 
     assert!(sender.wait().unwrap().success());
-    let report: RecvReport = loop {
-        let line = rx_lines.recv_timeout(Duration::from_secs(90)).expect("receiver report");
-        if line.starts_with('{') {
-            break serde_json::from_str(&line).unwrap();
-        }
-    };
-    rx.wait(Duration::from_secs(10)).unwrap();
+    let report = rx.report().unwrap();
 
     for r in ["r1", "r2", "r3"] {
         eprintln!(
@@ -222,15 +202,7 @@ fn ipv6_chain_forwards_every_packet_in_xdp() {
     let to_r1 = SocketAddr::new(t.overlay_addr("r1", "a"), 7300);
     assert!(to_b.is_ipv6() && to_r1.is_ipv6(), "{to_b} {to_r1}");
     let count = COUNT6.to_string();
-    let (rx, _, rx_lines) = Proc::spawn_capture(
-        "receiver",
-        t.client("b")
-            .args(["recv", "--json", "--bind", &to_b.to_string(), "--count", &count])
-            .args(["--timeout", "60", "--idle", "5"]),
-        "listening",
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let rx = receive(&t, "b", to_b, COUNT6, 5).unwrap();
     let sent = t
         .client("a")
         .args(["send", "--to", &to_r1.to_string(), "--src-node", "100", "--dst-node", "200"])
@@ -239,13 +211,7 @@ fn ipv6_chain_forwards_every_packet_in_xdp() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let report: RecvReport = loop {
-        let line = rx_lines.recv_timeout(Duration::from_secs(90)).expect("receiver report");
-        if line.starts_with('{') {
-            break serde_json::from_str(&line).unwrap();
-        }
-    };
-    rx.wait(Duration::from_secs(10)).unwrap();
+    let report = rx.report().unwrap();
 
     assert_eq!(report.socket_drops, 0, "B's socket overflowed, a receiver not a relay loss");
     assert_eq!(report.unique, u64::from(COUNT6), "{report:?}");

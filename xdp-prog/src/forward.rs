@@ -164,8 +164,9 @@ fn first4(a: &[u8; 16]) -> [u8; 4] {
     [a[0], a[1], a[2], a[3]]
 }
 
+/// An address slot as four words, compared and hashed without a byte loop.
 #[inline(always)]
-fn words(a: &[u8; 16]) -> [u32; 4] {
+pub fn words(a: &[u8; 16]) -> [u32; 4] {
     [
         u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
         u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),

@@ -1,8 +1,9 @@
 //! wecan relay datapath. Reads top to bottom:
 //!
-//! parse → admit sender → validate header → verify its tag → check a client's claimed
-//! source → (answer probe, if the agent is alive) → route → next hop's key → resolve
-//! egress (FIB) → seal → rewrite → emit
+//! parse → validate header → admit sender (a peer, a client attached here, or a
+//! registration for the gateway) → verify its tag → check a client's claimed source (and
+//! follow a client that moved) → (answer probe, if the agent is alive) → route → next hop's
+//! key → resolve egress (FIB) → seal → rewrite → emit
 //!
 //! Every step returns `Result<_, Stat>`; the final `Stat` is counted and decides the XDP
 //! verdict, in one place ([`wecan_relay`]).
@@ -14,7 +15,9 @@
 #![allow(internal_features)]
 
 mod auth;
+mod clients;
 mod forward;
+mod gateway;
 mod liveness;
 mod maps;
 mod parse;
@@ -31,7 +34,11 @@ use wecan_common::{
     wire::PacketKind,
 };
 
-use crate::{maps::CONFIG, parse::Ip};
+use crate::{
+    maps::CONFIG,
+    parse::Ip,
+    route::{Next, Sender},
+};
 
 #[xdp]
 pub fn wecan_relay(ctx: XdpContext) -> u32 {
@@ -49,11 +56,15 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
         _ => return Err(Stat::NotConfigured),
     };
     let pkt = parse::packet(ctx, cfg.port)?;
-    let peer = route::admit(&pkt.ip)?;
     let hdr = parse::relay_header(&pkt)?;
+    let sender = route::admit(&pkt.ip, hdr, &cfg)?;
+    let peer = sender.peer();
     let words = auth::words(hdr);
     auth::verify(peer, hdr, &words)?;
     route::check_source(peer, hdr)?;
+    if let Sender::Client(c) = sender {
+        clients::follow(c, &pkt);
+    }
     if hdr.kind == PacketKind::Probe as u8
         && hdr.dst_node() == cfg.node_id
         && cfg.flags & PROBE_REPLY_IN_XDP != 0
@@ -64,7 +75,7 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
         probe::reply(&pkt, &seal);
         return Ok(Stat::ProbeReply);
     }
-    let route = route::lookup(hdr, cfg.table)?;
+    let Next { route, client } = route::lookup(hdr, &cfg)?;
 
     match RouteAction::from_u8(route.action) {
         Some(RouteAction::Local) => return Ok(Stat::Local),
@@ -82,7 +93,10 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
         _ => return Err(Stat::DropBadRoute),
     };
 
-    let next = auth::next_peer(route)?;
+    let next = match client {
+        Some(c) => c,
+        None => auth::next_peer(route)?,
+    };
 
     let ip_len = forward::ip_len(pkt.udp, ip_hdr_len);
     let egress = forward::resolve(ctx, route, ip_len, cfg.fib_cache_ms)?;

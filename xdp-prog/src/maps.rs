@@ -4,13 +4,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
 };
 use wecan_common::{
     maps::{
-        FIB_CACHE_SLOTS, FibCacheEntry, FlowKey, Heartbeat, LinkAuth, LinkValue, MAX_AUTH_SLOTS,
-        MAX_FLOW_ROUTES, MAX_LINKS, MAX_PEERS, MAX_ROUTES, MAX_TX_PORTS, PeerValue, RelayConfig,
-        RouteKey, RouteValue,
+        ClientValue, FIB_CACHE_SLOTS, FibCacheEntry, FlowKey, GatewayBucket, GatewaySource,
+        Heartbeat, LinkAuth, LinkValue, MAX_AUTH_SLOTS, MAX_CLIENTS, MAX_FLOW_ROUTES,
+        MAX_GATEWAY_SOURCES, MAX_LINKS, MAX_PEERS, MAX_ROUTES, MAX_TX_PORTS, PeerValue,
+        RelayConfig, RouteKey, RouteValue,
     },
     stats::{Counter, Stat},
 };
@@ -45,10 +46,23 @@ pub static ROUTES_0: HashMap<RouteKey, RouteValue> = HashMap::pinned(MAX_ROUTES,
 pub static ROUTES_1: HashMap<RouteKey, RouteValue> = HashMap::pinned(MAX_ROUTES, 0);
 
 /// Per-link authentication state (send counter, replay windows), indexed by
-/// `PeerValue::auth_slot`. Initialised by the agent/CLI when a peer is added; then written
+/// `PeerValue::auth_slot`: the peers' slots, then the clients'. Initialised by the agent/CLI
+/// when a peer is added and by the access gateway when a client registers; then written
 /// per packet by the datapath only (atomically: every CPU shares a link's state).
 #[map(name = "WECAN_LINK_AUTH")]
 pub static LINK_AUTH: Array<LinkAuth> = Array::pinned(MAX_AUTH_SLOTS, 0);
+
+/// Clients attached through this edge, by overlay address (`ClientValue`). Written whole by
+/// the agent's access gateway (registration, expiry); read per packet from or to a client,
+/// and written in place by the datapath (last seen, the address it moved to).
+#[map(name = "WECAN_CLIENTS")]
+pub static CLIENTS: HashMap<u32, ClientValue> = HashMap::pinned(MAX_CLIENTS, 0);
+
+/// Rate of control packets per unknown source (`gateway::admit`). Written and read by the
+/// datapath only; pinned so that an agent upgrade keeps the limits running.
+#[map(name = "WECAN_GATEWAY_LIMIT")]
+pub static GATEWAY_LIMIT: LruHashMap<GatewaySource, GatewayBucket> =
+    LruHashMap::pinned(MAX_GATEWAY_SOURCES, 0);
 
 /// Per-flow route overrides. Written by the agent/CLI; read per packet before the route
 /// tables.

@@ -1,31 +1,66 @@
-//! Admission and route lookup: the sender must be a configured peer (and a client may speak
-//! only for itself), then the destination node is looked up (per-flow override first, then
-//! per destination).
+//! Admission and route lookup: the sender must be a configured peer or a client attached
+//! here (and a client may speak only for itself), then the destination node is looked up
+//! (per-flow override first, then per destination, then the edge a client address names).
 
 use wecan_common::{
-    maps::{FlowKey, PeerKind, PeerValue, RouteKey, RouteValue},
+    maps::{ClientValue, FlowKey, PeerKind, PeerValue, RelayConfig, RouteKey, RouteValue},
     stats::Stat,
-    wire::RelayHeader,
+    wire::{PacketKind, RelayHeader, overlay},
 };
 
 use crate::{
+    clients, gateway,
     maps::{FLOW_ROUTES, PEERS_V4, PEERS_V6, ROUTES_0, ROUTES_1},
     parse::Ip,
 };
 
-/// Refuses packets whose outer source address is not a configured peer; returns the peer.
+/// Who sent a packet, as this relay knows it.
+pub enum Sender {
+    /// An allowlisted peer (relay or static client), by its outer source address.
+    Peer(&'static PeerValue),
+    /// A client attached through this edge, by the overlay address it claims (its tag,
+    /// verified next, proves the claim).
+    Client(*mut ClientValue),
+}
+
+impl Sender {
+    /// The entry whose keys verify the packet.
+    #[inline(always)]
+    pub fn peer(&self) -> &'static PeerValue {
+        match *self {
+            Self::Peer(p) => p,
+            // SAFETY: a map value pointer stays valid for the whole program run.
+            Self::Client(c) => unsafe { &(*c).peer },
+        }
+    }
+}
+
+/// Refuses packets from senders that are neither a configured peer nor a client attached
+/// here. A control packet from an unknown sender is a registration: it goes to the agent
+/// within the gateway's rate (`Err(Stat::Gateway)`, a pass outcome).
 #[inline(always)]
-pub fn admit(ip: &Ip) -> Result<&'static PeerValue, Stat> {
+pub fn admit(ip: &Ip, hdr: &RelayHeader, cfg: &RelayConfig) -> Result<Sender, Stat> {
     // SAFETY: the headers were bounds-checked by the parser.
     let peer = match *ip {
         Ip::V4(h) => PEERS_V4.get_ptr(unsafe { (*h).src_addr }),
         Ip::V6(h) => PEERS_V6.get_ptr(unsafe { (*h).src_addr }),
     };
-    match peer {
+    if let Some(p) = peer {
         // SAFETY: a map value pointer stays valid for the whole program run.
-        Some(p) => Ok(unsafe { &*p }),
-        None => Err(Stat::DropUnknownPeer),
+        return Ok(Sender::Peer(unsafe { &*p }));
     }
+    if let Some(c) = clients::claimed(hdr, cfg) {
+        // Admission by claim is safe only with a tag to prove it.
+        // SAFETY: as above.
+        if unsafe { (*c).peer.no_auth() } {
+            return Err(Stat::DropUntagged);
+        }
+        return Ok(Sender::Client(c));
+    }
+    if hdr.kind == PacketKind::Control as u8 {
+        return Err(gateway::admit(ip, cfg));
+    }
+    Err(Stat::DropUnknownPeer)
 }
 
 /// Refuses a client's packet that claims another node as its overlay source.
@@ -37,18 +72,39 @@ pub fn check_source(peer: &PeerValue, hdr: &RelayHeader) -> Result<(), Stat> {
     Ok(())
 }
 
-/// The route for this packet's flow or destination, from the live route `table`.
+/// Where a packet goes next: its route, and the entry of a client attached here if it goes
+/// to one (whose keys seal it; for any other next hop they come from the peer allowlist).
+pub struct Next {
+    pub route: &'static RouteValue,
+    pub client: Option<&'static PeerValue>,
+}
+
+/// The route for this packet's flow or destination, from the live route `table`; a client
+/// address the tables do not hold goes to its edge, or, at that edge, to the client.
 #[inline(always)]
-pub fn lookup(hdr: &RelayHeader, table: u8) -> Result<&'static RouteValue, Stat> {
+pub fn lookup(hdr: &RelayHeader, cfg: &RelayConfig) -> Result<Next, Stat> {
     let dst_node = hdr.dst_node();
     let flow = FlowKey { dst_node, flow_id: hdr.flow_id() };
-    let key = RouteKey { dst_node };
-    let found = FLOW_ROUTES
-        .get_ptr(flow)
-        .or_else(|| if table == 0 { ROUTES_0.get_ptr(key) } else { ROUTES_1.get_ptr(key) });
-    match found {
-        // SAFETY: a map value pointer stays valid for the whole program run.
-        Some(route) => Ok(unsafe { &*route }),
+    let table = |dst_node| {
+        let key = RouteKey { dst_node };
+        if cfg.table == 0 { ROUTES_0.get_ptr(key) } else { ROUTES_1.get_ptr(key) }
+    };
+    let found = FLOW_ROUTES.get_ptr(flow).or_else(|| table(dst_node));
+    // SAFETY (all derefs): a map value pointer stays valid for the whole program run.
+    if let Some(route) = found {
+        return Ok(Next { route: unsafe { &*route }, client: None });
+    }
+    match overlay::edge_of(dst_node) {
+        Some(edge) if edge == cfg.node_id => match clients::addressed(dst_node) {
+            Some(c) => {
+                Ok(Next { route: unsafe { &(*c).route }, client: Some(unsafe { &(*c).peer }) })
+            }
+            None => Err(Stat::DropNoRoute),
+        },
+        Some(edge) => match table(edge) {
+            Some(route) => Ok(Next { route: unsafe { &*route }, client: None }),
+            None => Err(Stat::DropNoRoute),
+        },
         None => Err(Stat::DropNoRoute),
     }
 }

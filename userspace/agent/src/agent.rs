@@ -20,6 +20,7 @@ use wecan_datapath::relay::{self, Relay};
 
 use crate::{
     config::Config,
+    gateway::Gateway,
     handover::{self, Handoff, Listener},
     hop_auth::AuthCounts,
     liveness::Liveness,
@@ -44,6 +45,8 @@ pub struct Agent {
     table: RouteTable,
     upstream: Option<Upstream>,
     live: Liveness,
+    /// The access gateway, on an edge.
+    gateway: Option<Gateway>,
     /// Where a successor asks for the handover (none while one is under way).
     listener: Option<Listener>,
 }
@@ -74,6 +77,7 @@ impl Agent {
         let live = Liveness::new(Duration::from_millis(cfg.heartbeat_ms), peers.iter().copied())?;
         let mut prober = Prober::new(cfg.node_id, cfg.probes, peers);
         let mut table = RouteTable::new(&cfg);
+        let mut gateway = cfg.access.as_ref().map(|a| Gateway::new(cfg.node_id, a)).transpose()?;
         // An agent running for these pins stops writing the maps and hands over its socket
         // and state; it exits once this one confirms it runs (`handover`).
         let takeover = handover::request(&cfg.pin_dir)?;
@@ -95,11 +99,20 @@ impl Agent {
                 prober.restore(state.prober);
                 slow.auth.restore(state.auth, &relay.maps);
                 slow.protect.restore(state.protection);
+                if let (Some(g), Some(st)) = (&mut gateway, state.gateway) {
+                    g.restore(st);
+                }
                 (slow, Some(confirmation))
             }
-            None => (SlowPath::bind(&cfg)?, None),
+            None => {
+                if let Some(g) = &mut gateway {
+                    g.adopt(&relay.maps)?;
+                }
+                (SlowPath::bind(&cfg)?, None)
+            }
         };
-        let mut agent = Self { cfg, relay, slow, prober, table, upstream, live, listener: None };
+        let mut agent =
+            Self { cfg, relay, slow, prober, table, upstream, live, gateway, listener: None };
         // Alive before the first probe can reach the program.
         agent.live.beat(&mut agent.relay.maps);
         for i in &agent.cfg.interfaces {
@@ -128,6 +141,7 @@ impl Agent {
         let report_every = Duration::from_millis(self.cfg.report_interval_ms);
         let mut last_report = Instant::now() - report_every;
         let mut last_publish = Instant::now();
+        let mut gateway_published = Instant::now();
         let state_file = Config::state_file(&self.cfg.pin_dir);
         while !stop.load(Ordering::Relaxed) {
             if let Some(conn) = self.listener.as_ref().and_then(Listener::accept)
@@ -160,6 +174,7 @@ impl Agent {
                     _ => None,
                 }
             })?;
+            self.serve_gateway();
             let maps = &self.relay.maps;
             self.slow.tick(maps);
             let slow = &mut self.slow;
@@ -204,6 +219,14 @@ impl Agent {
                     warn!("publishing protection counters: {e:#}");
                 }
             }
+            if let Some(g) = &mut self.gateway
+                && gateway_published.elapsed() >= PUBLISH_EVERY
+            {
+                gateway_published = Instant::now();
+                if let Err(e) = g.publish(&Config::gateway_file(&self.cfg.pin_dir)) {
+                    warn!("publishing the gateway's clients: {e:#}");
+                }
+            }
             if let Some(up) = &self.upstream
                 && (!changes.is_empty() || last_report.elapsed() >= report_every)
             {
@@ -233,6 +256,7 @@ impl Agent {
             prober: self.prober.export(),
             auth: self.slow.auth.export(),
             protection: &self.slow.protect,
+            gateway: self.gateway.as_ref().map(Gateway::export),
         };
         match handover::hand_over(conn, self.slow.socket(), &state) {
             Ok(true) => {
@@ -247,6 +271,20 @@ impl Agent {
             Err(e) => warn!("{e:#}"),
         }
         false
+    }
+
+    /// Answers the registrations the slow path received and detaches clients gone silent.
+    fn serve_gateway(&mut self) {
+        let queued = std::mem::take(&mut self.slow.control);
+        let Some(g) = &mut self.gateway else { return };
+        for (payload, from) in queued {
+            if let Some(reply) = g.on_register(&mut self.relay.maps, &payload, from) {
+                self.slow.send_raw(&reply, from);
+            }
+        }
+        for link in g.sweep(&mut self.relay.maps, probe::now_ns()) {
+            self.slow.auth.forget(link);
+        }
     }
 
     fn publish_links(&mut self) {
@@ -299,6 +337,7 @@ impl Agent {
             // The counters die with this process.
             Exit::KeepAttached | Exit::Detach => {
                 let _ = std::fs::remove_file(Config::state_file(&self.cfg.pin_dir));
+                let _ = std::fs::remove_file(Config::gateway_file(&self.cfg.pin_dir));
             }
         }
         if how == Exit::KeepAttached {

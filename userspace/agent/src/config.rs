@@ -10,9 +10,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use wecan_access::PublicKey;
 use wecan_common::{
-    maps::{DEFAULT_FIB_CACHE_MS, PeerKind, PeerValue, RouteAction, peer_flags},
-    wire::DEFAULT_PORT,
+    maps::{DEFAULT_FIB_CACHE_MS, MAX_CLIENTS, PeerKind, PeerValue, RouteAction, peer_flags},
+    wire::{DEFAULT_PORT, overlay},
 };
 
 use wecan_transport::{
@@ -76,6 +77,128 @@ pub struct Config {
     /// last heartbeat: past it, the agent counts as dead and its peers route around it.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
+    /// The access gateway: present on an edge, where clients attach with a credential.
+    pub access: Option<AccessConfig>,
+}
+
+/// `[access]`: this relay is an edge whose gateway admits clients holding a token of one of
+/// `operators` (checked here, offline: the controller is not asked).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Public keys (`wecan token keygen` prints one) of the operators whose client tokens
+    /// this edge accepts.
+    #[serde(deserialize_with = "public_keys")]
+    pub operators: Vec<PublicKey>,
+    /// This edge's own credentials (`wecan token issue --edge`): clients check the
+    /// operator's signature on them before they trust the edge's reply.
+    pub creds: PathBuf,
+    /// IDs of tokens refused although valid (`wecan token inspect` shows a token's ID).
+    #[serde(default)]
+    pub revoked: Vec<String>,
+    /// Clients attached at once (at most the datapath's `MAX_CLIENTS`).
+    #[serde(default = "default_max_clients")]
+    pub max_clients: u32,
+    /// A client silent this long is detached.
+    #[serde(default = "default_client_timeout_ms")]
+    pub client_timeout_ms: u32,
+    /// How often clients are told to send a keepalive (a probe) when they send nothing else.
+    #[serde(default = "default_keepalive_ms")]
+    pub keepalive_ms: u32,
+    /// Registrations per second one source address may send; XDP drops the rest.
+    #[serde(default = "default_source_rate")]
+    pub source_rate: u16,
+    /// Registrations one source may send at once beyond its rate.
+    #[serde(default = "default_source_burst")]
+    pub source_burst: u16,
+    /// Registrations per second the gateway verifies from all sources together (each costs
+    /// two signature checks); past it they are refused as `rate_limited`.
+    #[serde(default = "default_registrations_per_s")]
+    pub registrations_per_s: u32,
+}
+
+fn default_max_clients() -> u32 {
+    MAX_CLIENTS
+}
+
+fn default_client_timeout_ms() -> u32 {
+    30_000
+}
+
+fn default_keepalive_ms() -> u32 {
+    5_000
+}
+
+fn default_source_rate() -> u16 {
+    5
+}
+
+fn default_source_burst() -> u16 {
+    10
+}
+
+fn default_registrations_per_s() -> u32 {
+    5_000
+}
+
+fn public_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PublicKey>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            k.parse().map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "operators[{i}] {k:?}: {e}; give the key `wecan token keygen` printed"
+                ))
+            })
+        })
+        .collect()
+}
+
+impl AccessConfig {
+    fn validate(&self, node_id: u32) -> Result<()> {
+        if node_id > overlay::MAX_EDGE {
+            bail!(
+                "node_id: an edge's node ID names it in its clients' addresses, so it must be at \
+                 most {} (this one is {node_id}); renumber the edge or remove [access]",
+                overlay::MAX_EDGE
+            );
+        }
+        if self.operators.is_empty() {
+            bail!(
+                "access.operators: empty; list the public key of every operator whose clients \
+                 may attach here"
+            );
+        }
+        if self.max_clients == 0 || self.max_clients > MAX_CLIENTS {
+            bail!(
+                "access.max_clients: {} is out of range; use 1 to {MAX_CLIENTS}",
+                self.max_clients
+            );
+        }
+        if self.keepalive_ms == 0
+            || u64::from(self.client_timeout_ms) < 2 * u64::from(self.keepalive_ms)
+        {
+            bail!(
+                "access.client_timeout_ms: {} must be at least twice keepalive_ms ({}, non-zero), \
+                 so one lost keepalive does not detach a client",
+                self.client_timeout_ms,
+                self.keepalive_ms
+            );
+        }
+        if u64::from(self.client_timeout_ms) > MAX_INTERVAL_MS {
+            bail!(
+                "access.client_timeout_ms: more than the most this agent allows ({MAX_INTERVAL_MS})"
+            );
+        }
+        if self.source_rate == 0 || self.registrations_per_s == 0 {
+            bail!(
+                "access.source_rate, access.registrations_per_s: 0 would refuse every client; \
+                 give each at least 1 (remove [access] to turn the gateway off)"
+            );
+        }
+        Ok(())
+    }
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -331,12 +454,29 @@ impl Config {
         if self.node_id == 0 {
             bail!("node_id: 0 is reserved; give this relay a non-zero node ID");
         }
+        if overlay::edge_of(self.node_id).is_some() {
+            bail!(
+                "node_id: {:#x} has the top bit set, which marks the addresses of clients \
+                 attached through an edge; give this relay an ID below 2^31",
+                self.node_id
+            );
+        }
+        if let Some(a) = &self.access {
+            a.validate(self.node_id)?;
+        }
         if self.port == 0 {
             bail!("port: 0 is not a usable UDP port; set e.g. port = {DEFAULT_PORT}");
         }
         let mut nodes = HashSet::new();
         let mut addrs = HashSet::new();
         for (i, p) in self.peers.iter().enumerate() {
+            if overlay::edge_of(p.node_id).is_some() {
+                bail!(
+                    "peers[{i}].node_id: {:#x} has the top bit set, which marks edge-attached \
+                     clients (they register; they are not configured); use an ID below 2^31",
+                    p.node_id
+                );
+            }
             if p.node_id == 0 || p.node_id == self.node_id {
                 bail!(
                     "peers[{i}].node_id: {} is {}; give the peer its own non-zero node ID",
@@ -481,6 +621,11 @@ impl Config {
             .join("protection.json")
     }
 
+    /// Where an edge's agent publishes its gateway's clients and counters for `wecan clients`.
+    pub fn gateway_file(pin_dir: &Path) -> PathBuf {
+        Self::state_file(pin_dir).with_file_name("gateway.json")
+    }
+
     /// UDP port of a peer.
     pub fn peer_port(&self, peer: &PeerConfig) -> u16 {
         peer.port.unwrap_or(self.port)
@@ -548,6 +693,34 @@ mod tests {
         assert!(err("node_id = 1\nheartbeat_ms = 5").contains("heartbeat_ms: 5 is out of range"));
         assert!(err("node_id = 1\n[probes]\nup_after = 0").contains("up_after"));
         assert!(err("node_id = 1\n[probes]\nup_after = 5000").contains("probes.up_after"));
+    }
+
+    #[test]
+    fn an_edge_names_its_operators_and_fits_its_clients_addresses() {
+        let op = format!("{}{}", wecan_access::key::PUBLIC_PREFIX, "A".repeat(43));
+        let edge = |node: u32, more: &str| {
+            format!(
+                "node_id = {node}\n[access]\noperators = [\"{op}\"]\ncreds = \"/e.creds\"\n{more}"
+            )
+        };
+        let c = Config::parse(&edge(7, "")).unwrap();
+        let a = c.access.unwrap();
+        assert_eq!((a.max_clients, a.client_timeout_ms, a.source_rate), (MAX_CLIENTS, 30_000, 5));
+        let e = err(&edge(0x8000, ""));
+        assert!(e.contains("at most 32767"), "{e}");
+        assert!(err(&edge(7, "max_clients = 0")).contains("access.max_clients"));
+        assert!(err(&edge(7, "keepalive_ms = 20000")).contains("twice keepalive_ms"));
+        assert!(err(&edge(7, "source_rate = 0")).contains("access.source_rate"));
+        let e = err("node_id = 7\n[access]\noperators = [\"nope\"]\ncreds = \"/e.creds\"");
+        assert!(e.contains("operators[0]") && e.contains("wecan token keygen"), "{e}");
+        let e = err("node_id = 7\n[access]\noperators = []\ncreds = \"/e.creds\"");
+        assert!(e.contains("access.operators: empty"), "{e}");
+        // The top bit of a node ID marks an edge's clients: no relay or peer may have it.
+        assert!(err("node_id = 2147483649").contains("top bit"));
+        let e = err(
+            "node_id = 1\n[[peers]]\nnode_id = 2147483650\naddr = \"10.0.0.2\"\nauth = \"none\"",
+        );
+        assert!(e.contains("peers[0].node_id") && e.contains("top bit"), "{e}");
     }
 
     #[test]

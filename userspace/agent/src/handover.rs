@@ -35,7 +35,9 @@ use wecan_os::fdpass;
 
 use wecan_transport::carry;
 
-use crate::{hop_auth::AuthState, probe::ProberState, protection::ProtectedLinks};
+use crate::{
+    gateway::GatewayState, hop_auth::AuthState, probe::ProberState, protection::ProtectedLinks,
+};
 
 /// What a new agent sends to ask for the handover (with the protocol version).
 pub const REQUEST: &[u8; 12] = b"TAKEOVER v1\n";
@@ -54,6 +56,8 @@ pub struct Handoff<P = ProtectedLinks> {
     pub prober: ProberState,
     pub auth: AuthState,
     pub protection: P,
+    /// The access gateway's clients, on an edge.
+    pub gateway: Option<GatewayState>,
 }
 
 fn address(pin_dir: &Path) -> Result<SocketAddr> {

@@ -8,6 +8,8 @@
 //! - [`handover`]: hitless upgrades, the running agent handing its socket and state to the
 //!   new one;
 //! - [`slowpath`]: packets XDP passes up (protected routes, neighbour misses, local delivery);
+//! - [`gateway`]: an edge's access gateway: clients registering with a credential, attached
+//!   and detached;
 //! - [`hop_auth`]: verifying what the slow path receives and sealing what the agent sends;
 //! - [`protection`]: the per-hop FEC/ARQ state of each protected link (`wecan-transport` does
 //!   the protocol), published for `wecan protection`;
@@ -19,6 +21,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod gateway;
 pub mod handover;
 pub mod hop_auth;
 pub mod liveness;

@@ -4,14 +4,15 @@
 use anyhow::Result;
 use serde::Serialize;
 use wecan_common::{
-    maps::{LinkValue, PeerValue, RouteAction, RouteOrigin, RouteValue, route_flags},
+    maps::{ClientValue, LinkValue, PeerValue, RouteAction, RouteOrigin, RouteValue, route_flags},
     stats::{Counter, Stat, xdp},
+    wire::overlay,
 };
 
 use wecan_datapath::maps::{RouteSel, addr_from};
 use wecan_transport::hop::ProtectMode;
 
-use crate::protection::ProtectionReport;
+use crate::{gateway::Attached, protection::ProtectionReport};
 
 /// Prints rows as an aligned table, or as a JSON array.
 pub fn print<T: Serialize + Row>(rows: &[T], json: bool) -> Result<()> {
@@ -138,6 +139,54 @@ impl Row for RouteRow {
                 (None, _) => "-".into(),
             },
             self.protect.into(),
+        ]
+    }
+}
+
+/// A client attached through this edge's gateway.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ClientRow {
+    /// Overlay address (`wire::overlay`), in hex as people write it, and as a number.
+    pub addr: String,
+    pub node: u32,
+    pub slot: u16,
+    /// The name its token carries (empty if this agent adopted it without its state).
+    pub name: String,
+    /// Where its last authenticated packet came from (replies go there).
+    pub from: String,
+    /// Milliseconds since its last authenticated packet.
+    pub idle_ms: u64,
+    /// Token expiry, unix seconds.
+    pub expires: Option<u64>,
+}
+
+impl ClientRow {
+    pub fn new(v: &ClientValue, known: Option<&Attached>, now_ns: u64) -> Self {
+        let r = &v.route;
+        let from = addr_from(r.family, &r.next_addr)
+            .map_or_else(|| "?".into(), |a| std::net::SocketAddr::new(a, r.next_port).to_string());
+        let node = v.peer.node_id;
+        Self {
+            addr: format!("{node:#010x}"),
+            node,
+            slot: overlay::slot_of(node),
+            name: known.map(|a| a.name.clone()).unwrap_or_default(),
+            from,
+            idle_ms: now_ns.saturating_sub(v.last_seen_ns) / 1_000_000,
+            expires: known.map(|a| a.expires).filter(|&e| e != u64::MAX),
+        }
+    }
+}
+
+impl Row for ClientRow {
+    const HEADER: &'static [&'static str] = &["ADDRESS", "NAME", "FROM", "IDLE_MS", "EXPIRES"];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.addr.clone(),
+            self.name.clone(),
+            self.from.clone(),
+            self.idle_ms.to_string(),
+            opt(&self.expires),
         ]
     }
 }

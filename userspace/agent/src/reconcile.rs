@@ -104,6 +104,8 @@ pub fn apply_config(maps: &mut Maps, cfg: &Config, table: &RouteTable) -> Result
         table: live,
         _pad: 0,
         fib_cache_ms: cfg.fib_cache_ms,
+        gateway_rate: cfg.access.as_ref().map_or(0, |a| a.source_rate),
+        gateway_burst: cfg.access.as_ref().map_or(0, |a| a.source_burst),
     })?;
     info!(
         "node {}: {} peers, {} static routes, relay port {}",

@@ -26,7 +26,12 @@ use wecan_datapath::maps::{Maps, addr_from};
 use wecan_os::sockopt;
 use wecan_transport::hop::ProtectMode;
 
-use crate::{config::Config, hop_auth::HopAuth, probe::mapped, protection::ProtectedLinks};
+use crate::{
+    config::Config,
+    hop_auth::{HopAuth, Link},
+    probe::mapped,
+    protection::ProtectedLinks,
+};
 
 /// Receive buffer of the agent's socket.
 const RCVBUF: usize = 16 << 20;
@@ -60,6 +65,9 @@ pub struct SlowPath {
     /// Sealing and verifying; its counters are the refusals (received) and the packets not
     /// sent for want of a key.
     pub auth: HopAuth,
+    /// Registrations received for the access gateway (payload, sender), which
+    /// [`SlowPath::poll`] returns early for.
+    pub control: Vec<(Vec<u8>, SocketAddr)>,
 }
 
 /// A relay packet addressed to this node.
@@ -137,6 +145,7 @@ impl SlowPath {
             stats: SlowPathStats::default(),
             protect: ProtectedLinks::new(cfg)?,
             auth: HopAuth::default(),
+            control: Vec::new(),
         })
     }
 
@@ -150,8 +159,9 @@ impl SlowPath {
         sockopt::drops(self.sock.as_raw_fd()).map_or(0, u64::from)
     }
 
-    /// Handles packets for `timeout`: forwards transit packets and hands packets for this
-    /// node to `on_local`, sending the reply it may return.
+    /// Handles packets for `timeout`, or until a registration waits in [`SlowPath::control`]:
+    /// forwards transit packets and hands packets for this node to `on_local`, sending the
+    /// reply it may return.
     pub fn poll(
         &mut self,
         maps: &Maps,
@@ -162,7 +172,7 @@ impl SlowPath {
         let mut buf = [0u8; 65536];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || !self.control.is_empty() {
                 return Ok(());
             }
             // A busy socket costs one recvmsg per packet; only an empty one waits in poll.
@@ -195,15 +205,20 @@ impl SlowPath {
     ) -> Option<(RelayHeader, usize)> {
         self.stats.received += 1;
         let from = SocketAddr::new(unmapped(from.ip()), from.port());
-        let Some(peer) = maps.peer(from.ip()) else {
-            self.stats.drop_unknown_peer += 1;
-            return None;
-        };
         let Ok((hdr, body)) = RelayHeader::decode(pkt) else {
             self.stats.drop_malformed += 1;
             return None;
         };
-        if !self.auth.verify(pkt, from.ip(), peer) {
+        let Some((link, peer)) = Link::from(maps, self.node_id, from.ip(), &hdr) else {
+            // A registration: XDP let it through within its source's rate.
+            if hdr.kind == PacketKind::Control as u8 && hdr.dst_node() == self.node_id {
+                self.control.push((body.to_vec(), from));
+            } else {
+                self.stats.drop_unknown_peer += 1;
+            }
+            return None;
+        };
+        if !self.auth.verify(pkt, link, peer) {
             return None;
         }
         if hdr.dst_node() == self.node_id && hdr.flags & flags::HOP != 0 {
@@ -332,9 +347,15 @@ impl SlowPath {
     /// Seals `pkt` for the link to `to` and sends it (not at all without a key for it).
     pub fn send(&mut self, maps: &Maps, pkt: &mut [u8], to: SocketAddr) {
         let to = SocketAddr::new(unmapped(to.ip()), to.port());
-        if !self.auth.seal(maps, pkt, to.ip()) {
+        if !self.auth.seal(maps, self.node_id, pkt, to.ip()) {
             return;
         }
+        self.send_raw(pkt, to);
+    }
+
+    /// Sends `pkt` as it is: for the gateway's replies to clients not attached (yet), which
+    /// have no link key.
+    pub fn send_raw(&mut self, pkt: &[u8], to: SocketAddr) {
         if let Err(e) = self.sock.send_to(pkt, mapped(to)) {
             debug!("slow path send to {to}: {e}");
             self.stats.send_errors += 1;

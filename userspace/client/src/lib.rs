@@ -16,6 +16,9 @@ use wecan_common::{
 };
 use wecan_transport::auth::{self, Sealer, Secret, Windows};
 
+mod attach;
+pub use attach::{Attachment, attach};
+
 /// The client's end of the link to its edge relay: it seals what it sends and verifies what
 /// the edge relays to it, as the relays do on every hop.
 pub struct EdgeLink {
@@ -30,6 +33,14 @@ impl EdgeLink {
     pub fn keyed(me: u32, edge: u32, id: u8, secret: &Secret) -> Self {
         let mut v = PeerValue::new(edge, PeerKind::Relay);
         v.keys[0] = auth::link_keys(secret, id, me, edge);
+        Self::new(v)
+    }
+
+    /// The link of a client attached through edge `edge`'s gateway, with the keys its
+    /// registration derived.
+    pub fn attached(edge: u32, keys: wecan_common::maps::HopKeys) -> Self {
+        let mut v = PeerValue::new(edge, PeerKind::Relay);
+        v.keys[0] = keys;
         Self::new(v)
     }
 

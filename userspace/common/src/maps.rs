@@ -17,8 +17,10 @@ pub mod names {
     pub const LINKS: &str = "WECAN_LINKS";
     pub const LINK_AUTH: &str = "WECAN_LINK_AUTH";
     pub const HEARTBEAT: &str = "WECAN_HEARTBEAT";
+    pub const CLIENTS: &str = "WECAN_CLIENTS";
+    pub const GATEWAY_LIMIT: &str = "WECAN_GATEWAY_LIMIT";
     /// Every pinned map, for cleanup.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         CONFIG,
         PEERS_V4,
         PEERS_V6,
@@ -30,6 +32,8 @@ pub mod names {
         LINKS,
         LINK_AUTH,
         HEARTBEAT,
+        CLIENTS,
+        GATEWAY_LIMIT,
     ];
 }
 
@@ -46,8 +50,24 @@ pub const MAX_ROUTES: u32 = 65_536;
 pub const MAX_FLOW_ROUTES: u32 = 65_536;
 /// Capacity of each peer allowlist.
 pub const MAX_PEERS: u32 = 4_096;
-/// Capacity of `LINK_AUTH`: one slot per peer of either family.
-pub const MAX_AUTH_SLOTS: u32 = 2 * MAX_PEERS;
+/// `LINK_AUTH` slots of peers: one per peer of either family.
+pub const PEER_AUTH_SLOTS: u32 = 2 * MAX_PEERS;
+/// Clients an edge's access gateway holds at once (`CLIENTS`).
+pub const MAX_CLIENTS: u32 = 16_384;
+/// Capacity of `LINK_AUTH`: the peers' slots, then one per client slot
+/// ([`client_auth_slot`]).
+pub const MAX_AUTH_SLOTS: u32 = PEER_AUTH_SLOTS + MAX_CLIENTS;
+/// Sources the gateway's rate limit tracks at once (`GATEWAY_LIMIT`, least recently used
+/// evicted).
+pub const MAX_GATEWAY_SOURCES: u32 = 65_536;
+
+/// The `LINK_AUTH` slot of the client at address slot `slot` (1..=[`MAX_CLIENTS`]).
+pub const fn client_auth_slot(slot: u16) -> Option<u32> {
+    if slot == 0 || slot as u32 > MAX_CLIENTS {
+        return None;
+    }
+    Some(PEER_AUTH_SLOTS + slot as u32 - 1)
+}
 /// Capacity of the link table.
 pub const MAX_LINKS: u32 = 4_096;
 /// Capacity of the egress-port devmap.
@@ -71,6 +91,10 @@ pub struct RelayConfig {
     /// Milliseconds a `bpf_fib_lookup` result is reused per next hop and CPU (the `FIB_CACHE`
     /// map); 0 looks up every packet.
     pub fib_cache_ms: u16,
+    /// Control packets per second one unknown source may send to the access gateway (0:
+    /// none, the relay is not an edge), and how many more it may send at once.
+    pub gateway_rate: u16,
+    pub gateway_burst: u16,
 }
 
 /// Single entry (index 0) of the `HEARTBEAT` array: the agent's lease on its relay.
@@ -265,6 +289,52 @@ impl core::str::FromStr for PeerKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL.into_iter().find(|k| k.name() == s).ok_or(UnknownPeerKind)
     }
+}
+
+/// Value of `CLIENTS` (keyed by the client's overlay address, `wire::overlay`): a client
+/// attached through this edge's access gateway. Written whole by the agent when the client
+/// registers, removed when it times out; between the two the datapath alone writes it.
+///
+/// A client is admitted by the address it claims as source, checked by its tag: there is
+/// no per-address allowlist entry, so many clients behind one NAT address are told apart,
+/// and a client whose address changes (NAT rebinding, a new network) is followed as soon as
+/// an authenticated packet arrives from the new one, WireGuard-style. A replayed old
+/// packet cannot move it: the replay window accepts each sequence number once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientValue {
+    /// node_id = the overlay address, kind [`PeerKind::Client`], the link's keys (always
+    /// authenticated) and its `LINK_AUTH` slot ([`client_auth_slot`]).
+    pub peer: PeerValue,
+    /// How to reach the client: forward to the address and port it last sent from, with
+    /// this edge's address it sent to as the source.
+    pub route: RouteValue,
+    /// `bpf_ktime_get_coarse_ns` time of its last authenticated packet, kept to within
+    /// [`CLIENT_SEEN_GRANULARITY_NS`] (one write per client per interval, not per packet);
+    /// the agent removes clients silent for longer than their timeout.
+    pub last_seen_ns: u64,
+}
+
+/// How stale [`ClientValue::last_seen_ns`] may be.
+pub const CLIENT_SEEN_GRANULARITY_NS: u64 = 100_000_000;
+
+/// Key of `GATEWAY_LIMIT`: an unknown sender's address (IPv4 in the first four bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewaySource {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Value of `GATEWAY_LIMIT`: the source's theoretical arrival time (GCRA, the generic cell
+/// rate algorithm of ATM): a packet is allowed while that time is at most the burst ahead of
+/// now, and each allowed packet moves it on by one interval.
+/// Written and read by the datapath only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayBucket {
+    pub tat_ns: u64,
 }
 
 /// Key of `ROUTES`: destination node.
@@ -492,6 +562,9 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for RouteValue {}
     unsafe impl aya::Pod for LinkValue {}
+    unsafe impl aya::Pod for ClientValue {}
+    unsafe impl aya::Pod for GatewaySource {}
+    unsafe impl aya::Pod for GatewayBucket {}
     unsafe impl aya::Pod for crate::stats::Counter {}
 }
 
@@ -502,7 +575,10 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<RelayConfig>(), 12);
+        assert_eq!(size_of::<RelayConfig>(), 16);
+        assert_eq!(size_of::<ClientValue>(), 160);
+        assert_eq!(offset_of!(ClientValue, route), 96);
+        assert_eq!(size_of::<GatewaySource>(), 20);
         assert_eq!(size_of::<PeerValue>(), 96);
         assert_eq!(offset_of!(PeerValue, keys), 16);
         assert_eq!(size_of::<HopKeys>(), 40);
@@ -518,6 +594,14 @@ mod tests {
         assert_eq!(offset_of!(RouteValue, next_node), 8);
         assert_eq!(offset_of!(RouteValue, next_addr), 24);
         assert_eq!(offset_of!(RouteValue, src_addr), 40);
+    }
+
+    #[test]
+    fn client_slots_follow_the_peers() {
+        assert_eq!(client_auth_slot(1), Some(PEER_AUTH_SLOTS));
+        assert_eq!(client_auth_slot(MAX_CLIENTS as u16), Some(MAX_AUTH_SLOTS - 1));
+        assert_eq!(client_auth_slot(0), None);
+        assert_eq!(client_auth_slot(MAX_CLIENTS as u16 + 1), None);
     }
 
     #[test]

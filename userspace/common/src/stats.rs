@@ -134,6 +134,12 @@ stats! {
     /// A probe for this relay, not answered: the agent's heartbeat lapsed (it is dead or
     /// hung), so its peers must see the links go down and route around this relay.
     DropAgentDown = 29, "drop_agent_down", Drop;
+    /// A control packet (registration) for this edge's access gateway from a sender it does
+    /// not know, within that sender's rate: handed to the agent.
+    Gateway = 30, "gateway", Pass;
+    /// A control packet from an unknown sender beyond its rate (`gateway_rate`), or to a
+    /// relay that is not an edge.
+    DropRateLimited = 31, "drop_rate_limited", Drop;
 }
 
 impl Stat {

@@ -51,6 +51,19 @@
 //! link and that routing fields and sequence are as sent. Payload integrity and secrecy are
 //! end to end, between the applications.
 //!
+//! **Addressing.** Relays have node IDs below 2^31 (an edge's below 2^15); a static client
+//! configured at a relay has one too. A client that attaches through an edge's access
+//! gateway gets an address that names its edge ([`overlay::client`]):
+//!
+//! ```text
+//!  bit 31 = 1 | bits 30..16: edge node ID | bits 15..0: slot at that edge (1..)
+//! ```
+//!
+//! A relay routes on its tables first; a destination they do not hold whose top bit is set
+//! is routed toward the edge it names, and only that edge holds the client (its address,
+//! keys and last activity, in `WECAN_CLIENTS`). So core relays and the controller keep no
+//! per-client state: their routing grows with the relays, not with the clients.
+//!
 //! A **probe** is sent by a relay's agent to a peer, with the peer as destination node; its
 //! payload is the sender's 8-byte timestamp ([`ProbeBody`]). The peer turns it around as a
 //! **probe reply** (kind changed, source/destination swapped at every layer, payload
@@ -67,6 +80,33 @@ pub const HEADER_LEN: usize = core::mem::size_of::<RelayHeader>();
 pub const DEFAULT_PORT: u16 = 7300;
 /// Default hop limit for packets a client originates.
 pub const DEFAULT_HOP_LIMIT: u8 = 16;
+
+/// Overlay addresses of clients attached through an edge (see the module docs).
+pub mod overlay {
+    /// The top bit marks an edge-attached client's address.
+    pub const CLIENT: u32 = 0x8000_0000;
+    /// Highest node ID an edge may have: 15 bits of a client's address name it.
+    pub const MAX_EDGE: u32 = 0x7fff;
+
+    /// The address of slot `slot` (1..) at edge `edge`; `None` if either is out of range.
+    pub const fn client(edge: u32, slot: u16) -> Option<u32> {
+        if edge > MAX_EDGE || slot == 0 {
+            return None;
+        }
+        Some(CLIENT | edge << 16 | slot as u32)
+    }
+
+    /// The edge a client address names; `None` for a node ID that is not one.
+    #[inline(always)]
+    pub const fn edge_of(addr: u32) -> Option<u32> {
+        if addr & CLIENT == 0 { None } else { Some(addr >> 16 & MAX_EDGE) }
+    }
+
+    /// The slot at its edge of a client address.
+    pub const fn slot_of(addr: u32) -> u16 {
+        addr as u16
+    }
+}
 
 /// Flag bits of [`RelayHeader::flags`]. Relays forward them unchanged.
 pub mod flags {
@@ -94,7 +134,9 @@ pub enum PacketKind {
     Nack = 3,
     /// Forward-error-correction parity shard.
     FecParity = 4,
-    /// Control-plane message.
+    /// Control message between a client and an edge's access gateway (registration). Its
+    /// payload starts with a message type (`wecan_access`); from a sender the relay does
+    /// not know, XDP passes it to the agent only within a per-source rate.
     Control = 5,
 }
 
@@ -361,6 +403,21 @@ mod tests {
         let mut bad = good;
         bad[7] = 1;
         assert_eq!(RelayHeader::decode(&bad).unwrap_err(), WireError::BadReserved);
+    }
+
+    #[test]
+    fn client_addresses_name_their_edge() {
+        let a = overlay::client(0x1234, 7).unwrap();
+        assert_eq!(a, 0x9234_0007);
+        assert_eq!(overlay::edge_of(a), Some(0x1234));
+        assert_eq!(overlay::slot_of(a), 7);
+        assert_eq!(overlay::client(overlay::MAX_EDGE + 1, 1), None);
+        assert_eq!(overlay::client(3, 0), None);
+        assert_eq!(overlay::edge_of(0x7fff_ffff), None);
+        assert_eq!(
+            overlay::edge_of(overlay::client(overlay::MAX_EDGE, u16::MAX).unwrap()),
+            Some(0x7fff)
+        );
     }
 
     #[test]

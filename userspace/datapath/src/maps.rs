@@ -10,10 +10,11 @@ use aya::{
 };
 use wecan_common::{
     maps::{
-        FAMILY_V4, FAMILY_V6, FlowKey, Heartbeat, LinkAuth, LinkValue, MAX_AUTH_SLOTS, PeerValue,
-        RelayConfig, RouteKey, RouteValue, names,
+        ClientValue, FAMILY_V4, FAMILY_V6, FlowKey, Heartbeat, LinkAuth, LinkValue,
+        PEER_AUTH_SLOTS, PeerValue, RelayConfig, RouteKey, RouteValue, names,
     },
     stats::{Counter, Stat},
+    wire::overlay,
 };
 
 /// Which route map entry: per destination, or a per-flow override.
@@ -77,6 +78,7 @@ pub struct Maps {
     links: HashMap<MapData, u32, LinkValue>,
     link_auth: Array<MapData, LinkAuth>,
     heartbeat: Array<MapData, Heartbeat>,
+    clients: HashMap<MapData, u32, ClientValue>,
 }
 
 fn typed<T>(name: &str, map: Map) -> Result<T>
@@ -124,6 +126,7 @@ impl Maps {
             links: typed(names::LINKS, get(names::LINKS)?)?,
             link_auth: typed(names::LINK_AUTH, get(names::LINK_AUTH)?)?,
             heartbeat: typed(names::HEARTBEAT, get(names::HEARTBEAT)?)?,
+            clients: typed(names::CLIENTS, get(names::CLIENTS)?)?,
         })
     }
 
@@ -161,8 +164,8 @@ impl Maps {
                 Some(old) => old.auth_slot,
                 None => {
                     let slot =
-                        (0..MAX_AUTH_SLOTS).find(|s| !used.contains(s)).ok_or_else(|| {
-                            anyhow!("all {MAX_AUTH_SLOTS} link authentication slots are in use")
+                        (0..PEER_AUTH_SLOTS).find(|s| !used.contains(s)).ok_or_else(|| {
+                            anyhow!("all {PEER_AUTH_SLOTS} link authentication slots are in use")
                         })?;
                     used.insert(slot);
                     self.link_auth.set(slot, LinkAuth::new(wall_ns()), 0)?;
@@ -205,6 +208,33 @@ impl Maps {
             out.push((IpAddr::from(k), v));
         }
         out.sort_by_key(|(a, v)| (v.node_id, *a));
+        Ok(out)
+    }
+
+    /// Attaches a client (replacing an entry at its address): its link state is reset, the
+    /// send counter at the wall clock, before the datapath can see the entry.
+    pub fn add_client(&mut self, value: ClientValue) -> Result<()> {
+        let addr = value.peer.node_id;
+        self.link_auth
+            .set(value.peer.auth_slot, LinkAuth::new(wall_ns()), 0)
+            .with_context(|| format!("link state of client {addr:#x}"))?;
+        self.clients.insert(addr, value, 0).with_context(|| format!("client {addr:#x}"))
+    }
+
+    pub fn remove_client(&mut self, addr: u32) -> Result<()> {
+        self.clients.remove(&addr).with_context(|| format!("client {addr:#x} is not attached"))
+    }
+
+    /// The entry of client `addr` attached here, if it is.
+    pub fn client(&self, addr: u32) -> Option<ClientValue> {
+        self.clients.get(&addr, 0).ok()
+    }
+
+    /// Every client attached here, by address.
+    pub fn clients(&self) -> Result<Vec<ClientValue>> {
+        let mut out =
+            self.clients.iter().map(|kv| kv.map(|(_, v)| v)).collect::<Result<Vec<_>, _>>()?;
+        out.sort_by_key(|c| c.peer.node_id);
         Ok(out)
     }
 
@@ -279,14 +309,19 @@ impl Maps {
         }
     }
 
-    /// The route the datapath would use for (dst, flow): flow override, then destination.
+    /// The route the datapath would use for (dst, flow): flow override, then destination,
+    /// then for a client address the client attached here or the route to its edge.
     pub fn lookup(&self, dst: u32, flow: u32) -> Result<Option<(RouteSel, RouteValue)>> {
         for sel in [RouteSel::Flow { dst, flow }, RouteSel::Dst(dst)] {
             if let Some(v) = self.route(sel)? {
                 return Ok(Some((sel, v)));
             }
         }
-        Ok(None)
+        let Some(edge) = overlay::edge_of(dst) else { return Ok(None) };
+        if edge == self.config()?.node_id {
+            return Ok(self.client(dst).map(|c| (RouteSel::Dst(dst), c.route)));
+        }
+        Ok(self.route(RouteSel::Dst(edge))?.map(|v| (RouteSel::Dst(edge), v)))
     }
 
     /// All live routes, sorted by destination, per-destination entry first.

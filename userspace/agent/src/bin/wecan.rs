@@ -18,7 +18,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use wecan_agent::{
     config::{Config, DEFAULT_PIN_DIR},
-    output::{self, LinkRow, PeerRow, ProtectionRow, RouteRow, Row, StatRow},
+    gateway::{Attached, GatewayReport},
+    output::{self, ClientRow, LinkRow, PeerRow, ProtectionRow, RouteRow, Row, StatRow},
     probe,
     protection::{HopRefusals, ProtectionReport},
     reconcile,
@@ -108,6 +109,8 @@ enum MapCmd {
     Stats,
     /// Link quality to each relay peer, from the agent's probes.
     Links,
+    /// Clients attached through this edge's access gateway, and what the gateway refused.
+    Clients,
 }
 
 #[derive(Subcommand)]
@@ -418,6 +421,7 @@ fn real_main() -> Result<()> {
             output::print(&[RouteRow::new(sel, &value)], cli.json)
         }
         MapCmd::Routes(RoutesCmd::Del { dst, flow }) => maps.remove_route(RouteSel::new(dst, flow)),
+        MapCmd::Clients => clients(&maps, &pin_dir, cli.json),
         MapCmd::Peers { cmd: None | Some(PeersCmd::List) } => {
             let rows: Vec<PeerRow> =
                 maps.peers()?.iter().map(|(a, v)| PeerRow::new(*a, v)).collect();
@@ -477,6 +481,44 @@ fn real_main() -> Result<()> {
             output::print(&rows, cli.json)
         }
     }
+}
+
+/// `wecan clients`: the datapath's attached clients, with the names and counters the
+/// gateway published.
+fn clients(maps: &Maps, pin_dir: &std::path::Path, json: bool) -> Result<()> {
+    let path = Config::gateway_file(pin_dir);
+    let report: GatewayReport = match std::fs::read_to_string(&path) {
+        Ok(t) => serde_json::from_str(&t)
+            .with_context(|| format!("{}: not a gateway report", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => GatewayReport::default(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let known: std::collections::HashMap<u32, &Attached> =
+        report.clients.iter().map(|a| (a.addr, a)).collect();
+    let now = probe::now_ns();
+    let rows: Vec<ClientRow> = maps
+        .clients()?
+        .iter()
+        .map(|c| ClientRow::new(c, known.get(&c.peer.node_id).copied(), now))
+        .collect();
+    if json {
+        let doc = serde_json::json!({ "clients": rows, "counts": report.counts });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    print!("{}", output::table(ClientRow::HEADER, rows.iter().map(Row::cells)));
+    let c = &report.counts;
+    let refused: Vec<String> = c.refused.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    println!(
+        "gateway: {} accepted, {} refused ({}), {} timed out, {} token expired, {} replaced",
+        c.accepted,
+        c.refused.values().sum::<u64>(),
+        if refused.is_empty() { "none".into() } else { refused.join(", ") },
+        c.timed_out,
+        c.token_expired,
+        c.replaced
+    );
+    Ok(())
 }
 
 fn protection(pin_dir: &std::path::Path, json: bool) -> Result<()> {

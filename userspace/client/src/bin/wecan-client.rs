@@ -3,18 +3,24 @@
 //! ```text
 //! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] send --to ADDR:PORT --dst-node B [--flow F] [--flows N] [--count N] [--rate PPS] [--size BYTES] [--reliable | --reliable-flows N]
 //! wecan-client [--key ID:SECRET --node ME --edge-node EDGE] recv --bind ADDR:PORT --count N [--timeout SECS] [--json]
+//! wecan-client --creds FILE --name NAME --edge-node EDGE attach --to ADDR:PORT [--json]
+//! wecan-client --creds FILE --name NAME --edge-node EDGE send --to ADDR:PORT --dst-node B …
 //! ```
 //! With `--key`, packets to the edge are sealed and packets from it verified with the key
-//! the edge's config lists for this client; without it the link must be `auth = "none"`.
+//! the edge's config lists for this client; with `--creds`, the client first registers with
+//! the edge's access gateway, which gives it its overlay address (the source node of what
+//! it sends) and the link's keys; without either the link must be `auth = "none"`.
 
 use std::{
     net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd,
+    path::PathBuf,
     time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use wecan_access::Creds;
 use wecan_client::{self as client, EdgeLink, Receiver, SendSpec};
 use wecan_common::wire::{DEFAULT_HOP_LIMIT, HEADER_LEN};
 use wecan_os::{netns, sockopt};
@@ -34,6 +40,12 @@ struct Cli {
     /// Node ID of the edge relay this client is attached to.
     #[arg(long, global = true)]
     edge_node: Option<u32>,
+    /// Credentials file (`wecan token issue`): register with the edge's gateway first.
+    #[arg(long, global = true, conflicts_with = "key", requires_all = ["name", "edge_node"])]
+    creds: Option<PathBuf>,
+    /// The name to register under (the one the token carries).
+    #[arg(long, global = true)]
+    name: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -54,8 +66,36 @@ fn edge_link(cli: &Cli) -> Result<EdgeLink> {
     Ok(EdgeLink::keyed(me, edge, id, &secret))
 }
 
+/// Registers with the edge at `to` if the command line gives credentials.
+fn attach_if_asked(
+    cli: &Cli,
+    sock: &UdpSocket,
+    to: SocketAddr,
+) -> Result<Option<client::Attachment>> {
+    let (Some(path), Some(name), Some(edge)) = (&cli.creds, &cli.name, cli.edge_node) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--creds: cannot read {}", path.display()))?;
+    let creds =
+        Creds::parse(&text).map_err(|e| anyhow::anyhow!("--creds {}: {e}", path.display()))?;
+    Ok(Some(client::attach(sock, to, edge, &creds, name, ATTACH_TRIES)?))
+}
+
+/// Registrations sent before giving up on a silent edge.
+const ATTACH_TRIES: u32 = 5;
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Register with the edge's access gateway (needs --creds, --name, --edge-node) and
+    /// print the overlay address it gave.
+    Attach {
+        /// The edge relay, ADDR:PORT.
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(short, long)]
+        json: bool,
+    },
     /// Send data packets to a relay.
     Send {
         /// The first relay (edge), ADDR:PORT.
@@ -119,6 +159,15 @@ enum Cmd {
     },
 }
 
+/// Any local port of `to`'s address family.
+fn any_port(to: SocketAddr) -> SocketAddr {
+    if to.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    }
+}
+
 fn main() {
     if let Err(e) = real_main() {
         eprintln!("wecan-client: {e:#}");
@@ -133,6 +182,29 @@ fn real_main() -> Result<()> {
     }
     let mut link = edge_link(&cli)?;
     match cli.cmd {
+        Cmd::Attach { to, json } => {
+            if cli.creds.is_none() {
+                bail!(
+                    "--creds: missing; attach registers with a credentials file (`wecan token issue`)"
+                );
+            }
+            let sock = UdpSocket::bind(any_port(to)).context("binding a local port")?;
+            let a = attach_if_asked(&cli, &sock, to)?.context("--creds, --name and --edge-node")?;
+            let doc = serde_json::json!({
+                "addr": a.addr,
+                "edge_node": a.edge_node,
+                "edge_name": a.edge_name,
+                "keepalive_ms": a.keepalive.as_millis() as u64,
+                "timeout_ms": a.timeout.as_millis() as u64,
+                "took_us": a.took.as_micros() as u64,
+            });
+            if json {
+                println!("{doc}");
+            } else {
+                println!("attached as {:#010x} at edge {} ({})", a.addr, a.edge_node, a.edge_name);
+            }
+            Ok(())
+        }
         Cmd::Send {
             to,
             bind,
@@ -148,18 +220,26 @@ fn real_main() -> Result<()> {
             reliable,
             reliable_flows,
         } => {
-            let Some(src_node) = src_node.or(cli.node) else {
-                bail!("--src-node: missing; give the source node (or --node)");
-            };
             if !(HEADER_LEN..=65_000).contains(&size) {
                 bail!(
                     "--size: {size} bytes; must be between {HEADER_LEN} (the relay header) and 65000"
                 );
             }
-            let local = bind.unwrap_or_else(|| {
-                if to.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() }
-            });
+            let local = bind.unwrap_or_else(|| any_port(to));
             let sock = UdpSocket::bind(local).with_context(|| format!("--bind {local}"))?;
+            let attached = attach_if_asked(&cli, &sock, to)?;
+            if let Some(a) = &attached {
+                // Tests read the address from this line.
+                println!("attached {}", a.addr);
+            }
+            let Some(src_node) = src_node.or(attached.as_ref().map(|a| a.addr)).or(cli.node) else {
+                bail!(
+                    "--src-node: missing; give the source node (or --node, or --creds to attach)"
+                );
+            };
+            if let Some(a) = attached {
+                link = a.link;
+            }
             let spec = SendSpec {
                 to,
                 src_node,
