@@ -729,7 +729,8 @@ fn packets_for_a_client_go_to_it_or_toward_its_edge() {
 }
 
 /// Registrations from senders the relay does not know reach the agent only on an edge, and
-/// only within each source's rate; anything else from them stays dropped.
+/// their probes are answered, only within each source's rate; anything else from them stays
+/// dropped.
 #[test]
 fn registrations_from_strangers_are_rate_limited_per_source() {
     let Some(mut f) = fixture() else {
@@ -754,6 +755,23 @@ fn registrations_from_strangers_are_rate_limited_per_source() {
     // Another source has its own allowance.
     let other = register(&f, [10, 1, 0, 91]);
     f.expect(&other, xdp::PASS, Stat::Gateway);
+    // A stranger's probe (a client measuring candidate edges) is answered untagged, within
+    // the same allowance, and only while the agent lives.
+    let mut p = RelayHeader::new(PacketKind::Probe, 0, ME, 0, 9).to_bytes().to_vec();
+    p.extend_from_slice(&ProbeBody { sent_ns: 77 }.to_bytes());
+    let probe = v4(PEER_MAC, f.in_mac, [10, 1, 0, 93], [10, 1, 0, 1], 20, (40001, PORT), &p);
+    let out = f.expect(&probe, xdp::TX, Stat::ProbeReplyOpen);
+    let mut reply = RelayHeader::new(PacketKind::ProbeReply, ME, 0, 0, 9).to_bytes().to_vec();
+    reply.extend_from_slice(&ProbeBody { sent_ns: 77 }.to_bytes());
+    let expected = v4(f.in_mac, PEER_MAC, [10, 1, 0, 1], [10, 1, 0, 93], 20, (PORT, 40001), &reply);
+    assert_eq!(out, expected, "turned around, untagged");
+    f.set_agent_alive(false).unwrap();
+    f.expect(&probe, xdp::DROP, Stat::DropAgentDown);
+    f.set_agent_alive(true).unwrap();
+    for _ in 0..50 {
+        f.run(&probe);
+    }
+    f.expect(&probe, xdp::DROP, Stat::DropRateLimited);
     // Data from a stranger is never passed up.
     let mut p = relay_payload(TX_V4, 1, 5);
     p[3] = PacketKind::Data as u8;

@@ -278,3 +278,90 @@ fn ten_thousand_clients_at_one_edge_leave_the_core_unchanged() {
     // What the agent keeps per client is small (the datapath's share is preallocated).
     assert!(per_client < 4096.0, "{per_client} B of agent memory per client");
 }
+
+/// Three edges at different RTTs from one client, two of its operator's and a partner's
+/// (the nearest, which admits its operator's clients too): the scheduler offers all three, the
+/// client probes them and attaches to the nearest of its own operator's; with that edge at
+/// capacity, to the next of its own operator's, not the partner's.
+#[test]
+fn a_client_attaches_to_the_nearest_edge_of_its_operator_and_to_the_next_when_that_is_full() {
+    if skip_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let acme = Operator::new(dir.path(), "acme").unwrap();
+    let beta = Operator::new(dir.path(), "beta").unwrap();
+    let mut t = Topology::new("sch").unwrap();
+    // (edge, node, one-way delay to the client in ms, its operator, whom it serves, capacity)
+    let edges = [
+        ("e1", 1, 6, &acme, vec![&acme], 10),
+        ("e2", 2, 2, &acme, vec![&acme], 1),
+        ("e3", 3, 1, &beta, vec![&beta, &acme], 10),
+    ];
+    for (e, node, ..) in &edges {
+        t.node(e, *node).unwrap();
+    }
+    t.client_node("c", 100).unwrap();
+    for (e, _, ms, ..) in &edges {
+        t.link_impaired("c", e, wecan_tests::scenario::delay(*ms)).unwrap();
+    }
+    t.accept_xdp_frames("c").unwrap();
+    t.start_controller().unwrap();
+    for (e, _, _, op, serves, capacity) in &edges {
+        let creds = op.issue(&format!("edge-{e}"), "1h", true).unwrap();
+        let serves: Vec<String> = serves.iter().map(|o| format!("\"{}\"", o.public)).collect();
+        t.set_extra(
+            e,
+            &format!(
+                "[access]\noperators = [{}]\ncreds = \"{}\"\naddrs = [\"{}:7300\"]\nmax_clients = {capacity}\n",
+                serves.join(", "),
+                creds.display(),
+                t.addr(e, "c"),
+            ),
+        );
+        t.start_relay(e, &["c"], &[]).unwrap();
+    }
+    let edges_seen = |want: &dyn Fn(&[Value]) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = t.controller_get("/v1/edges").unwrap();
+            if want(v.as_array().unwrap()) || std::time::Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let v = edges_seen(&|e| e.len() == 3);
+    assert_eq!(v.as_array().unwrap().len(), 3, "{v}");
+    let ca = t.controller_pki().unwrap().ca.clone();
+    let url = t.controller_url().unwrap().to_owned();
+    let attach = |who: &str| -> Value {
+        let creds = acme.issue(who, "1h", false).unwrap();
+        let out = Command::new(bin("wecan-client"))
+            .args(["--netns", &t.ns("c").name, "--creds", creds.to_str().unwrap(), "--name", who])
+            .args(["--controller", &url, "--ca", ca.to_str().unwrap(), "attach", "--json"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{who}: {err}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let alice = attach("alice");
+    eprintln!("alice: {alice}");
+    assert_eq!(alice["edge_node"], 2, "the nearest of acme's edges: {alice}");
+    let c = alice["candidates"].as_array().unwrap();
+    let order: Vec<u64> = c.iter().map(|p| p["node"].as_u64().unwrap()).collect();
+    assert_eq!(order, [2, 1, 3], "acme's nearest first, the partner last: {alice}");
+    // The partner's edge is the nearest of all, and measured so.
+    let rtt = |i: usize| c[i]["rtt_us"].as_u64().unwrap();
+    assert!(rtt(2) < rtt(0) && rtt(0) < rtt(1), "{alice}");
+    // e2 (capacity 1) is full once the controller hears of alice.
+    let v = edges_seen(&|e| e.iter().any(|x| x["node"] == 2 && x["edge"]["clients"] == 1));
+    assert!(v.as_array().unwrap().iter().any(|x| x["node"] == 2 && x["edge"]["clients"] == 1));
+    let bob = attach("bob");
+    eprintln!("bob: {bob}");
+    assert_eq!(
+        bob["edge_node"], 1,
+        "e2 is full; the next of acme's, not the nearer partner: {bob}"
+    );
+}

@@ -118,13 +118,19 @@ pub fn next_peer(route: &RouteValue) -> Result<&'static PeerValue, Stat> {
     }
 }
 
+/// No seal: key ID 0, the rest of the header as it came.
+#[inline(always)]
+pub fn untagged(hdr: &RelayHeader) -> Seal {
+    Seal { key_id: 0, auth_seq: hdr.auth_seq, tag: hdr.tag }
+}
+
 /// The seal of a packet for `peer` whose header words will be `m` once sent (key ID and
 /// authentication sequence number are filled in here). An unauthenticated link gets key ID
 /// 0 and keeps the rest.
 #[inline(always)]
 pub fn seal(peer: &PeerValue, hdr: &RelayHeader, mut m: [u64; 4]) -> Result<Seal, Stat> {
     if peer.no_auth() {
-        return Ok(Seal { key_id: 0, auth_seq: hdr.auth_seq, tag: hdr.tag });
+        return Ok(untagged(hdr));
     }
     let Some(keys) = peer.send_key() else {
         return Err(Stat::DropNoNextKey);

@@ -1,7 +1,7 @@
 //! wecan relay datapath. Reads top to bottom:
 //!
-//! parse → validate header → admit sender (a peer, a client attached here, or a
-//! registration for the gateway) → verify its tag → check a client's claimed source (and
+//! parse → validate header → admit sender (a peer, a client attached here, a registration
+//! for the gateway, or a stranger's probe, answered untagged) → verify its tag → check a client's claimed source (and
 //! follow a client that moved) → (answer probe, if the agent is alive) → route → next hop's
 //! key → resolve egress (FIB) → seal → rewrite → emit
 //!
@@ -58,8 +58,13 @@ fn relay(ctx: &XdpContext) -> Result<Stat, Stat> {
     let pkt = parse::packet(ctx, cfg.port)?;
     let hdr = parse::relay_header(&pkt)?;
     let sender = route::admit(&pkt.ip, hdr, &cfg)?;
-    let peer = sender.peer();
     let words = auth::words(hdr);
+    let Some(peer) = sender.peer() else {
+        // A stranger's probe: answered untagged, only while the agent can serve what follows.
+        liveness::agent_alive()?;
+        probe::reply(&pkt, &auth::untagged(hdr));
+        return Ok(Stat::ProbeReplyOpen);
+    };
     auth::verify(peer, hdr, &words)?;
     route::check_source(peer, hdr)?;
     if let Sender::Client(c) = sender {

@@ -21,23 +21,28 @@ pub enum Sender {
     /// A client attached through this edge, by the overlay address it claims (its tag,
     /// verified next, proves the claim).
     Client(*mut ClientValue),
+    /// Anyone, probing this edge within its source's rate: a client choosing among candidate
+    /// edges measures their RTT before it holds any key.
+    Stranger,
 }
 
 impl Sender {
-    /// The entry whose keys verify the packet.
+    /// The entry whose keys verify the packet; none for a stranger.
     #[inline(always)]
-    pub fn peer(&self) -> &'static PeerValue {
+    pub fn peer(&self) -> Option<&'static PeerValue> {
         match *self {
-            Self::Peer(p) => p,
+            Self::Peer(p) => Some(p),
             // SAFETY: a map value pointer stays valid for the whole program run.
-            Self::Client(c) => unsafe { &(*c).peer },
+            Self::Client(c) => Some(unsafe { &(*c).peer }),
+            Self::Stranger => None,
         }
     }
 }
 
 /// Refuses packets from senders that are neither a configured peer nor a client attached
 /// here. A control packet from an unknown sender is a registration: it goes to the agent
-/// within the gateway's rate (`Err(Stat::Gateway)`, a pass outcome).
+/// within the gateway's rate (`Err(Stat::Gateway)`, a pass outcome); a probe for this relay,
+/// within the same rate, is a [`Sender::Stranger`]'s.
 #[inline(always)]
 pub fn admit(ip: &Ip, hdr: &RelayHeader, cfg: &RelayConfig) -> Result<Sender, Stat> {
     // SAFETY: the headers were bounds-checked by the parser.
@@ -59,6 +64,12 @@ pub fn admit(ip: &Ip, hdr: &RelayHeader, cfg: &RelayConfig) -> Result<Sender, St
     }
     if hdr.kind == PacketKind::Control as u8 {
         return Err(gateway::admit(ip, cfg));
+    }
+    if hdr.kind == PacketKind::Probe as u8 && hdr.dst_node() == cfg.node_id {
+        return match gateway::admit(ip, cfg) {
+            Stat::Gateway => Ok(Sender::Stranger),
+            refused => Err(refused),
+        };
     }
     Err(Stat::DropUnknownPeer)
 }

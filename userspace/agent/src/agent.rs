@@ -234,6 +234,7 @@ impl Agent {
                 up.report(Report {
                     clients: self.cfg.clients().collect(),
                     links: self.prober.reports(),
+                    edge: self.gateway.as_ref().map(Gateway::report),
                 });
             }
             if !stats_interval.is_zero() && last_log.elapsed() >= stats_interval {

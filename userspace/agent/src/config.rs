@@ -96,6 +96,13 @@ pub struct AccessConfig {
     /// IDs of tokens refused although valid (`wecan token inspect` shows a token's ID).
     #[serde(default)]
     pub revoked: Vec<String>,
+    /// Where clients reach this edge (ADDR:PORT), for the controller's scheduler to hand
+    /// out; without any, clients must be told the edge's address another way.
+    #[serde(default)]
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// A region label the scheduler prefers among otherwise equal edges.
+    #[serde(default)]
+    pub region: String,
     /// Clients attached at once (at most the datapath's `MAX_CLIENTS`).
     #[serde(default = "default_max_clients")]
     pub max_clients: u32,

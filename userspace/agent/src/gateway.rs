@@ -22,6 +22,7 @@ use wecan_access::{
     Creds,
     register::{self, Refusal, msg::NONCE_LEN},
 };
+use wecan_api::EdgeReport;
 use wecan_common::{
     maps::{
         ClientValue, HopKeys, MAX_CLIENTS, PeerKind, PeerValue, RouteAction, RouteOrigin,
@@ -364,6 +365,18 @@ impl Gateway {
             }
         }
         gone
+    }
+
+    /// What the controller's scheduler needs to know of this edge.
+    pub fn report(&self) -> EdgeReport {
+        EdgeReport {
+            operator: self.creds.claims().iss.to_string(),
+            serves: self.cfg.operators.iter().map(ToString::to_string).collect(),
+            region: self.cfg.region.clone(),
+            addrs: self.cfg.addrs.clone(),
+            clients: u32::try_from(self.attached.len()).unwrap_or(u32::MAX),
+            capacity: self.cfg.max_clients,
+        }
     }
 
     /// Writes the gateway's state to `path` if it changed since the last call.

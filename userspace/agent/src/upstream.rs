@@ -15,15 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use log::{info, warn};
-use ureq::{
-    Body,
-    http::Response,
-    tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider},
-};
 
-use wecan_api::{ErrorReply, Report, RoutesReply};
+pub use wecan_api::http::{ControllerHttp, read_ca, read_token};
+use wecan_api::{Report, RoutesReply};
 
 /// How long one long poll may wait on the controller.
 const POLL_WAIT: Duration = Duration::from_secs(5);
@@ -33,88 +29,6 @@ const BACKOFF: Duration = Duration::from_millis(300);
 pub struct Upstream {
     reports: Sender<Report>,
     routes: Receiver<RoutesReply>,
-}
-
-/// The CA certificates in PEM file `path`: the controller's chain must lead to one of them.
-pub fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>> {
-    let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut roots = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        if let PemItem::Certificate(c) =
-            item.with_context(|| format!("{}: bad PEM", path.display()))?
-        {
-            roots.push(c);
-        }
-    }
-    if roots.is_empty() {
-        bail!(
-            "{} holds no PEM certificate; give the certificate of the CA that signed the \
-             controller's",
-            path.display()
-        );
-    }
-    Ok(roots)
-}
-
-/// The bearer token in `path` (surrounding whitespace ignored).
-pub fn read_token(path: &Path) -> Result<String> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let token = text.trim();
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!(
-            "{} must hold one token (printable, no spaces) as `wecan-controller token` prints it",
-            path.display()
-        );
-    }
-    Ok(token.to_string())
-}
-
-/// An HTTPS client of the controller: trusts only `roots`, sends `token`.
-pub struct ControllerHttp {
-    agent: ureq::Agent,
-    /// `Bearer TOKEN`.
-    authorization: String,
-}
-
-impl ControllerHttp {
-    pub fn new(roots: &[Certificate<'static>], token: &str, timeout: Option<Duration>) -> Self {
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(RootCerts::new_with_certs(roots))
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            // Never send the token in clear, not even after a redirect.
-            .https_only(true)
-            // Error replies carry the controller's message (see [`ControllerHttp::check`]).
-            .http_status_as_error(false)
-            .timeout_global(timeout)
-            .build()
-            .new_agent();
-        Self { agent, authorization: format!("Bearer {token}") }
-    }
-
-    pub fn get(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
-        self.agent.get(url).header("authorization", &self.authorization)
-    }
-
-    pub fn post(&self, url: &str) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
-        self.agent.post(url).header("authorization", &self.authorization)
-    }
-
-    /// The reply if it is a success, else an error with the status and the controller's
-    /// message (which names what to fix, e.g. the token).
-    pub fn check(mut resp: Response<Body>) -> Result<Response<Body>> {
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        match resp.body_mut().read_json::<ErrorReply>() {
-            Ok(e) => bail!("{status}: {}", e.error),
-            Err(_) => bail!("{status}"),
-        }
-    }
 }
 
 impl Upstream {

@@ -8,16 +8,25 @@
 //! GET  /v1/routes[?node=N]                            → [RoutesReply]
 //! GET  /v1/topology                                   → Topology
 //! GET  /v1/auth                                       → AuthReply  refused requests per reason
+//! GET  /v1/edges                                      → [EdgeCandidate] every edge, with load
+//! POST /v1/edges/select     SelectRequest             → SelectReply the edges for a client
 //! GET  /healthz                                       → "ok"
 //! ```
 //! Only over TLS, and every call but `/healthz` carries `Authorization: Bearer TOKEN`: a
 //! node's token may post its own reports and read its own routes; an operator's token may
 //! read everything else and post nothing. Missing, malformed or unknown tokens get 401, a
-//! valid token outside its rights 403.
+//! valid token outside its rights 403. `POST /v1/edges/select` is the exception: a client
+//! has no controller token, so it sends its edge-access credential (`wecan_access`) in the
+//! body, checked against the operators the edges serve.
 //!
 //! Errors are `ErrorReply` with a 4xx/5xx status and a message naming what to fix.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "client")]
+pub mod http;
 
 /// What an agent tells the controller, every report interval and at once when a link
 /// changes state.
@@ -29,6 +38,71 @@ pub struct Report {
     pub clients: Vec<u32>,
     /// The agent's view of its links to relay peers.
     pub links: Vec<LinkReport>,
+    /// On an edge: where clients reach it, whom it serves, and its load.
+    #[serde(default)]
+    pub edge: Option<EdgeReport>,
+}
+
+/// An edge's share of its report, what the scheduler ranks it by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeReport {
+    /// The operator whose credentials the edge holds (its public key, `wecan-pk:…`).
+    pub operator: String,
+    /// The operators whose clients it admits (its `[access] operators`).
+    pub serves: Vec<String>,
+    /// Its region label (`[access] region`), empty if none.
+    pub region: String,
+    /// Where clients send to reach it.
+    pub addrs: Vec<SocketAddr>,
+    /// Clients attached now, and at most.
+    pub clients: u32,
+    pub capacity: u32,
+}
+
+/// `POST /v1/edges/select`: which edges may this client attach to?
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectRequest {
+    /// The client's token (`wecan1.…`); it proves which operator's client it is.
+    pub token: String,
+    /// A region to prefer among equals.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// At most this many candidates (default 4, at most 16).
+    #[serde(default)]
+    pub max: Option<usize>,
+}
+
+/// Candidate edges, best first: the client's own operator's, then partners' that admit its
+/// operator; within each, the preferred region first, then the least loaded. Full edges and
+/// edges that admit no client of this operator are left out. The client probes them and
+/// attaches to the nearest of the best class: measurement, not geography, decides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelectReply {
+    pub edges: Vec<EdgeCandidate>,
+}
+
+/// `GET /v1/edges`: one edge as its last report described it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeInfo {
+    pub node: u32,
+    /// Milliseconds since its last report.
+    pub age_ms: u64,
+    pub edge: EdgeReport,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EdgeCandidate {
+    pub node: u32,
+    /// The edge holds credentials of the client's own operator.
+    pub same_operator: bool,
+    pub region: String,
+    pub addrs: Vec<SocketAddr>,
+    /// Attached clients over capacity (0..=1).
+    pub load: f64,
+    pub clients: u32,
+    pub capacity: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,6 +177,9 @@ pub struct Refusals {
     pub not_operator: u64,
     /// An operator's token posting a report: operators only read (403).
     pub read_only: u64,
+    /// A client credential asking for edges that does not verify (401).
+    #[serde(default)]
+    pub bad_client_token: u64,
     /// TLS handshakes that failed (e.g. a client that does not trust the controller's CA).
     pub tls_handshake: u64,
 }

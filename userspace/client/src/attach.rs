@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use wecan_access::{Attach, AttachError, Creds};
+use wecan_access::{Attach, AttachError, Creds, Refusal};
 use wecan_common::wire::{PacketKind, ProbeBody, RelayHeader};
 
 use crate::EdgeLink;
@@ -15,6 +15,19 @@ use crate::EdgeLink;
 /// How long one registration waits for the edge's reply before it is sent again (with a
 /// fresh nonce: the edge refuses a nonce it has seen).
 const REPLY_WAIT: Duration = Duration::from_millis(300);
+
+/// An edge's refusal of a registration, with its reason (find it in an error with
+/// `downcast_ref`).
+#[derive(Debug)]
+pub struct Refused(pub Refusal);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused the registration: {}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// A client attached through an edge: its overlay address and its sealed link.
 pub struct Attachment {

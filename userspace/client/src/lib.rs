@@ -17,7 +17,8 @@ use wecan_common::{
 use wecan_transport::auth::{self, Sealer, Secret, Windows};
 
 mod attach;
-pub use attach::{Attachment, attach};
+pub mod schedule;
+pub use attach::{Attachment, Refused, attach};
 
 /// The client's end of the link to its edge relay: it seals what it sends and verifies what
 /// the edge relays to it, as the relays do on every hop.

@@ -137,16 +137,19 @@ stats! {
     /// A control packet (registration) for this edge's access gateway from a sender it does
     /// not know, within that sender's rate: handed to the agent.
     Gateway = 30, "gateway", Pass;
-    /// A control packet from an unknown sender beyond its rate (`gateway_rate`), or to a
-    /// relay that is not an edge.
+    /// A control packet or probe from an unknown sender beyond its rate (`gateway_rate`), or
+    /// to a relay that is not an edge.
     DropRateLimited = 31, "drop_rate_limited", Drop;
+    /// A probe from a sender this edge does not know (a client measuring candidate edges),
+    /// within its source's rate: answered untagged in XDP (XDP_TX).
+    ProbeReplyOpen = 32, "probe_reply_open", Forward;
 }
 
 impl Stat {
     /// The XDP verdict for outcomes that are not forwards (forwards pick TX or REDIRECT).
     pub const fn verdict(self) -> u32 {
         match self {
-            Stat::Tx | Stat::ProbeReply => xdp::TX,
+            Stat::Tx | Stat::ProbeReply | Stat::ProbeReplyOpen => xdp::TX,
             Stat::Redirect => xdp::REDIRECT,
             _ => match self.class() {
                 Class::Pass => xdp::PASS,

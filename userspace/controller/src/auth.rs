@@ -76,13 +76,18 @@ pub enum Refusal {
     WrongNode,
     NotOperator,
     ReadOnly,
+    /// A client's edge-access credential that does not verify (`POST /v1/edges/select`).
+    BadClientToken,
 }
 
 impl Refusal {
     /// 401 when the caller is not authenticated, 403 when it is but lacks the right.
     pub fn status(self) -> u16 {
         match self {
-            Self::MissingCredentials | Self::MalformedCredentials | Self::BadCredentials => 401,
+            Self::MissingCredentials
+            | Self::MalformedCredentials
+            | Self::BadCredentials
+            | Self::BadClientToken => 401,
             Self::WrongNode | Self::NotOperator | Self::ReadOnly => 403,
         }
     }
@@ -96,6 +101,7 @@ impl Refusal {
             Self::WrongNode => "wrong_node",
             Self::NotOperator => "not_operator",
             Self::ReadOnly => "read_only",
+            Self::BadClientToken => "bad_client_token",
         }
     }
 
@@ -116,6 +122,10 @@ impl Refusal {
             Self::WrongNode => "this node's token may only report and read its own node id",
             Self::NotOperator => "this call needs an operator token ([[operators]])",
             Self::ReadOnly => "operator tokens only read; reports need the node's own token",
+            Self::BadClientToken => {
+                "the client token does not verify with any operator the edges serve; issue one \
+                 with `wecan token issue`"
+            }
         }
     }
 }
@@ -164,7 +174,7 @@ pub struct Auth {
     nodes: usize,
     operators: usize,
     /// Indexed by `Refusal as usize`.
-    refused: [AtomicU64; 6],
+    refused: [AtomicU64; 7],
     tls_handshake: AtomicU64,
     log: Mutex<LogLimit>,
 }
@@ -276,6 +286,7 @@ impl Auth {
             wrong_node: n(Refusal::WrongNode),
             not_operator: n(Refusal::NotOperator),
             read_only: n(Refusal::ReadOnly),
+            bad_client_token: n(Refusal::BadClientToken),
             tls_handshake: self.tls_handshake.load(Relaxed),
         }
     }

@@ -37,12 +37,13 @@ use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
 use wecan_api::{
-    Ack, AuthReply, ErrorReply, LinkReport, PushedRoute, Report, RoutesReply, Topology,
-    TopologyLink, TopologyNode,
+    Ack, AuthReply, EdgeInfo, EdgeReport, ErrorReply, LinkReport, PushedRoute, Report, RoutesReply,
+    SelectReply, SelectRequest, Topology, TopologyLink, TopologyNode,
 };
 
 use crate::{
     auth::{Auth, NodeCredential, OperatorCredential, Principal, Refusal},
+    edges,
     routing::{Graph, Hysteresis, LinkMetrics, Router, link_cost},
     tls,
 };
@@ -311,6 +312,8 @@ pub fn api(ctl: Arc<Controller>) -> Http {
         .route("/v1/routes", get(all_routes))
         .route("/v1/topology", get(topology))
         .route("/v1/auth", get(auth_status))
+        .route("/v1/edges", get(all_edges))
+        .route("/v1/edges/select", post(select_edges))
         .with_state(ctl)
 }
 
@@ -392,6 +395,18 @@ fn validate(id: u32, r: &Report) -> Result<(), ApiError> {
     }
     if let Some(c) = r.clients.iter().find(|&&c| c == 0 || c == id) {
         return Err(bad(format!("clients: {c} is not a client node id")));
+    }
+    if let Some(e) = &r.edge {
+        if e.capacity == 0 {
+            return Err(bad("edge.capacity: 0; an edge admits at least one client".into()));
+        }
+        let not_key = |k: &String| k.parse::<wecan_access::PublicKey>().is_err();
+        if not_key(&e.operator) {
+            return Err(bad(format!("edge.operator: {:?} is not an operator key", e.operator)));
+        }
+        if let Some((i, k)) = e.serves.iter().enumerate().find(|(_, k)| not_key(k)) {
+            return Err(bad(format!("edge.serves[{i}]: {k:?} is not an operator key")));
+        }
     }
     Ok(())
 }
@@ -517,6 +532,64 @@ async fn auth_status(
     Ok(Json(AuthReply { nodes, operators, refused: ctl.auth.refusals() }))
 }
 
+impl State {
+    /// Edges whose last report is fresh, by node.
+    fn edges(&self, now: Instant) -> Vec<(u32, Duration, &EdgeReport)> {
+        let stale = Duration::from_millis(self.settings.stale_after_ms);
+        self.nodes
+            .iter()
+            .filter_map(|(id, n)| {
+                let age = now.duration_since(n.last_report);
+                n.report.edge.as_ref().filter(|_| age < stale).map(|e| (*id, age, e))
+            })
+            .collect()
+    }
+}
+
+async fn all_edges(
+    AxumState(ctl): AxumState<Arc<Controller>>,
+    caller: Caller,
+) -> Result<Json<Vec<EdgeInfo>>, ApiError> {
+    caller.check(&ctl, caller.who.may_read_all())?;
+    let st = ctl.lock();
+    let out = st
+        .edges(Instant::now())
+        .into_iter()
+        .map(|(node, age, e)| EdgeInfo { node, age_ms: age.as_millis() as u64, edge: e.clone() })
+        .collect();
+    Ok(Json(out))
+}
+
+/// The scheduler's answer to a client (no bearer token: its credential is in the body).
+async fn select_edges(
+    AxumState(ctl): AxumState<Arc<Controller>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Result<Json<SelectRequest>, JsonRejection>,
+) -> Result<Json<SelectReply>, ApiError> {
+    let Json(req) = body.map_err(|e| {
+        bad(format!(
+            "select body: {}; expected {{\"token\": \"wecan1…\", \"region\": optional, \"max\": optional}}",
+            e.body_text()
+        ))
+    })?;
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let st = ctl.lock();
+    let fresh = st.edges(Instant::now());
+    let operator =
+        edges::client_operator(&req.token, fresh.iter().map(|e| e.2), now_s).map_err(|why| {
+            let r = ctl
+                .auth
+                .refuse(Refusal::BadClientToken, &format_args!("select from {peer}: {why}"));
+            ApiError(StatusCode::UNAUTHORIZED, format!("{why}: {}", r.message()))
+        })?;
+    let max = req.max.unwrap_or(edges::DEFAULT_CANDIDATES);
+    let ranked =
+        edges::rank(fresh.iter().map(|e| (e.0, e.2)), &operator, req.region.as_deref(), max);
+    Ok(Json(SelectReply { edges: ranked }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,7 +627,8 @@ mod tests {
             (2, vec![link(1, 1000.0), link(3, 1000.0)], vec![]),
             (3, vec![link(2, 1000.0), link(1, 50_000.0)], vec![100]),
         ] {
-            st.nodes.insert(id, NodeState { last_report: now, report: Report { clients, links } });
+            let report = Report { clients, links, edge: None };
+            st.nodes.insert(id, NodeState { last_report: now, report });
         }
         assert!(st.recompute(now));
         let r1 = &st.routes[&1];
@@ -587,7 +661,7 @@ mod tests {
     fn report_bodies_decode_from_bytes() {
         assert_eq!(
             decode_report(1, br#"{"links": []}"#),
-            Ok(Report { clients: vec![], links: vec![] })
+            Ok(Report { clients: vec![], links: vec![], edge: None })
         );
         assert!(decode_report(1, b"{").unwrap_err().starts_with("report body:"));
         let own_id = br#"{"clients": [1], "links": []}"#;
@@ -596,13 +670,17 @@ mod tests {
 
     #[test]
     fn bad_reports_are_refused_with_the_field() {
-        let r = Report { clients: vec![], links: vec![LinkReport { loss: 1.5, ..link(2, 1.0) }] };
+        let r = Report {
+            clients: vec![],
+            links: vec![LinkReport { loss: 1.5, ..link(2, 1.0) }],
+            edge: None,
+        };
         let ApiError(code, msg) = validate(1, &r).unwrap_err();
         assert_eq!(code, StatusCode::BAD_REQUEST);
         assert!(msg.contains("links[0].loss"), "{msg}");
-        let r = Report { clients: vec![], links: vec![link(1, 1.0)] };
+        let r = Report { clients: vec![], links: vec![link(1, 1.0)], edge: None };
         assert!(validate(1, &r).unwrap_err().1.contains("links[0].peer"));
-        let r = Report { clients: vec![], links: vec![link(2, f64::NAN)] };
+        let r = Report { clients: vec![], links: vec![link(2, f64::NAN)], edge: None };
         assert!(validate(1, &r).unwrap_err().1.contains("rtt_us"));
         assert!(node_id("abc").unwrap_err().1.contains("not a number"));
         assert!(node_id("0").is_err());

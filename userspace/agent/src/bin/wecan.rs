@@ -25,7 +25,7 @@ use wecan_agent::{
     reconcile,
     upstream::{ControllerHttp, read_ca, read_token},
 };
-use wecan_api::{AuthReply, RoutesReply, Topology};
+use wecan_api::{AuthReply, EdgeInfo, RoutesReply, Topology};
 use wecan_common::{
     maps::{PeerKind, PeerValue, RouteAction, RouteOrigin, RouteValue, peer_flags},
     wire::DEFAULT_PORT,
@@ -124,6 +124,8 @@ enum ControllerCmd {
     },
     /// Requests the controller refused, per reason (missing or bad tokens, wrong node, TLS).
     Auth,
+    /// Edges: where clients reach them, whose clients they serve, their region and load.
+    Edges,
 }
 
 #[derive(Subcommand)]
@@ -309,11 +311,34 @@ fn controller(
                 ("wrong_node", r.wrong_node),
                 ("not_operator", r.not_operator),
                 ("read_only", r.read_only),
+                ("bad_client_token", r.bad_client_token),
                 ("tls_handshake", r.tls_handshake),
             ]
             .map(|(reason, n)| vec![reason.to_string(), n.to_string()]);
             print!("{}", output::table(&["REFUSED", "REQUESTS"], rows.into_iter()));
             println!("{} nodes, {} operators with a token", a.nodes, a.operators);
+            Ok(())
+        }
+        ControllerCmd::Edges => {
+            let edges: Vec<EdgeInfo> = get(&http, &format!("{url}/v1/edges"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&edges)?);
+                return Ok(());
+            }
+            let rows = edges.iter().map(|i| {
+                let e = &i.edge;
+                let addrs: Vec<String> = e.addrs.iter().map(ToString::to_string).collect();
+                vec![
+                    i.node.to_string(),
+                    if e.region.is_empty() { "-".into() } else { e.region.clone() },
+                    format!("{}/{}", e.clients, e.capacity),
+                    addrs.join(","),
+                    e.operator.clone(),
+                    i.age_ms.to_string(),
+                ]
+            });
+            let header = ["NODE", "REGION", "CLIENTS", "ADDRESSES", "OPERATOR", "AGE_MS"];
+            print!("{}", output::table(&header, rows));
             Ok(())
         }
     }

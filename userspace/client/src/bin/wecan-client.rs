@@ -21,7 +21,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use wecan_access::Creds;
-use wecan_client::{self as client, EdgeLink, Receiver, SendSpec};
+use wecan_client::{self as client, EdgeLink, Receiver, SendSpec, schedule};
 use wecan_common::wire::{DEFAULT_HOP_LIMIT, HEADER_LEN};
 use wecan_os::{netns, sockopt};
 
@@ -41,8 +41,18 @@ struct Cli {
     #[arg(long, global = true)]
     edge_node: Option<u32>,
     /// Credentials file (`wecan token issue`): register with the edge's gateway first.
-    #[arg(long, global = true, conflicts_with = "key", requires_all = ["name", "edge_node"])]
+    #[arg(long, global = true, conflicts_with = "key", requires = "name")]
     creds: Option<PathBuf>,
+    /// The controller whose scheduler picks candidate edges (`attach` without `--to`); it is
+    /// asked from the namespace this tool starts in, before it enters --netns.
+    #[arg(long, global = true, requires = "ca")]
+    controller: Option<String>,
+    /// PEM file of the CA the controller's certificate must chain to.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// A region to prefer among equal edges.
+    #[arg(long, global = true)]
+    region: Option<String>,
     /// The name to register under (the one the token carries).
     #[arg(long, global = true)]
     name: Option<String>,
@@ -66,33 +76,45 @@ fn edge_link(cli: &Cli) -> Result<EdgeLink> {
     Ok(EdgeLink::keyed(me, edge, id, &secret))
 }
 
+/// The credentials file the command line names, read.
+fn read_creds(cli: &Cli) -> Result<Option<Creds>> {
+    let Some(path) = &cli.creds else { return Ok(None) };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--creds: cannot read {}", path.display()))?;
+    let creds =
+        Creds::parse(&text).map_err(|e| anyhow::anyhow!("--creds {}: {e}", path.display()))?;
+    Ok(Some(creds))
+}
+
 /// Registers with the edge at `to` if the command line gives credentials.
 fn attach_if_asked(
     cli: &Cli,
     sock: &UdpSocket,
     to: SocketAddr,
 ) -> Result<Option<client::Attachment>> {
-    let (Some(path), Some(name), Some(edge)) = (&cli.creds, &cli.name, cli.edge_node) else {
+    let (Some(creds), Some(name)) = (read_creds(cli)?, &cli.name) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--creds: cannot read {}", path.display()))?;
-    let creds =
-        Creds::parse(&text).map_err(|e| anyhow::anyhow!("--creds {}: {e}", path.display()))?;
+    let Some(edge) = cli.edge_node else {
+        bail!("--edge-node: missing; give the node ID of the edge at {to}");
+    };
     Ok(Some(client::attach(sock, to, edge, &creds, name, ATTACH_TRIES)?))
 }
 
 /// Registrations sent before giving up on a silent edge.
 const ATTACH_TRIES: u32 = 5;
+/// Probes sent to each candidate edge; the best RTT counts.
+const PROBE_ROUNDS: u32 = 3;
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Register with the edge's access gateway (needs --creds, --name, --edge-node) and
-    /// print the overlay address it gave.
+    /// Register with an edge's access gateway (needs --creds and --name) and print the
+    /// overlay address it gave: the edge at --to (with --edge-node), or the nearest of the
+    /// best candidates the controller's scheduler offers (with --controller and --ca).
     Attach {
-        /// The edge relay, ADDR:PORT.
+        /// The edge relay, ADDR:PORT (with --edge-node).
         #[arg(long)]
-        to: SocketAddr,
+        to: Option<SocketAddr>,
         #[arg(short, long)]
         json: bool,
     },
@@ -177,19 +199,45 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
+    // The scheduler is asked over the management network, before --netns.
+    let offered = match (&cli.cmd, &cli.controller, &cli.ca) {
+        (Cmd::Attach { to: None, .. }, Some(url), Some(ca)) => {
+            let creds = read_creds(&cli)?.context("--creds: missing; attach needs credentials")?;
+            Some(schedule::select(url, ca, &creds, cli.region.as_deref())?)
+        }
+        (Cmd::Attach { to: None, .. }, _, _) => {
+            bail!("attach: give the edge with --to and --edge-node, or --controller and --ca")
+        }
+        _ => None,
+    };
     if let Some(ns) = &cli.netns {
         netns::enter(ns)?;
     }
     let mut link = edge_link(&cli)?;
     match cli.cmd {
         Cmd::Attach { to, json } => {
-            if cli.creds.is_none() {
-                bail!(
-                    "--creds: missing; attach registers with a credentials file (`wecan token issue`)"
-                );
-            }
-            let sock = UdpSocket::bind(any_port(to)).context("binding a local port")?;
-            let a = attach_if_asked(&cli, &sock, to)?.context("--creds, --name and --edge-node")?;
+            let (a, probed) = match (to, offered) {
+                (Some(to), _) => {
+                    let sock = UdpSocket::bind(any_port(to)).context("binding a local port")?;
+                    let a = attach_if_asked(&cli, &sock, to)?
+                        .context("--creds: missing; attach registers with a credentials file")?;
+                    (a, Vec::new())
+                }
+                (None, Some(offered)) => {
+                    let creds = read_creds(&cli)?.context("--creds")?;
+                    let name = cli.name.as_deref().context("--name")?;
+                    let first = offered.iter().find_map(|c| c.addrs.first()).copied();
+                    let first = first.context("the scheduler offered edges without addresses")?;
+                    let sock = UdpSocket::bind(any_port(first)).context("binding a local port")?;
+                    let probed = schedule::probe(&sock, &offered, PROBE_ROUNDS)?;
+                    let (a, _) =
+                        schedule::attach_first(&sock, &probed, &creds, name, ATTACH_TRIES)?;
+                    (a, probed)
+                }
+                (None, None) => {
+                    bail!("attach: give --to and --edge-node, or --controller and --ca")
+                }
+            };
             let doc = serde_json::json!({
                 "addr": a.addr,
                 "edge_node": a.edge_node,
@@ -197,6 +245,7 @@ fn real_main() -> Result<()> {
                 "keepalive_ms": a.keepalive.as_millis() as u64,
                 "timeout_ms": a.timeout.as_millis() as u64,
                 "took_us": a.took.as_micros() as u64,
+                "candidates": probed,
             });
             if json {
                 println!("{doc}");
