@@ -17,6 +17,23 @@ pub mod scenario;
 pub mod sim;
 pub mod topology;
 
+/// Reads `read()` every 100 ms until `done` holds of it or `timeout` passes; returns the last
+/// reading (for the caller's assertion to show).
+pub fn read_until<T>(
+    timeout: std::time::Duration,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let v = read();
+        if done(&v) || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Privileged tests run unless this variable is set to 1 (an explicit opt-out; CI never
 /// sets it).
 pub const SKIP_VAR: &str = "WECAN_SKIP_PRIVILEGED";

@@ -741,9 +741,9 @@ fn registrations_from_strangers_are_rate_limited_per_source() {
         p.extend_from_slice(&[1, 2, 3]);
         v4(PEER_MAC, f.in_mac, from, [10, 1, 0, 1], 20, (40000, PORT), &p)
     };
-    // Not an edge: none.
+    // Not an edge: a stranger like any other.
     let pkt = register(&f, [10, 1, 0, 90]);
-    f.expect(&pkt, xdp::DROP, Stat::DropRateLimited);
+    f.expect(&pkt, xdp::DROP, Stat::DropUnknownPeer);
     // One a second, three more at once: the first four pass, then none.
     f.set_gateway(1, 3).unwrap();
     for _ in 0..4 {

@@ -20,6 +20,7 @@ use wecan_tests::{
     bins::bin,
     net::in_netns,
     proc::Proc,
+    read_until,
     receiver::receive,
     skip_privileged,
     topology::Topology,
@@ -67,14 +68,7 @@ fn clients(t: &Topology) -> Value {
 /// `wecan clients -j` on r1 once `done` holds of it (the agent publishes twice a second),
 /// or as it is after 5 s.
 fn clients_when(t: &Topology, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let c = clients(t);
-        if done(&c) || std::time::Instant::now() > deadline {
-            return c;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    read_until(Duration::from_secs(5), || clients(t), done)
 }
 
 /// Registrations r1 refused for `reason`, once it has published `n` of them.
@@ -322,14 +316,8 @@ fn a_client_attaches_to_the_nearest_edge_of_its_operator_and_to_the_next_when_th
         t.start_relay(e, &["c"], &[]).unwrap();
     }
     let edges_seen = |want: &dyn Fn(&[Value]) -> bool| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let v = t.controller_get("/v1/edges").unwrap();
-            if want(v.as_array().unwrap()) || std::time::Instant::now() > deadline {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let read = || t.controller_get("/v1/edges").unwrap();
+        read_until(Duration::from_secs(10), read, |v| want(v.as_array().unwrap()))
     };
     let v = edges_seen(&|e| e.len() == 3);
     assert_eq!(v.as_array().unwrap().len(), 3, "{v}");
@@ -364,4 +352,74 @@ fn a_client_attaches_to_the_nearest_edge_of_its_operator_and_to_the_next_when_th
         bob["edge_node"], 1,
         "e2 is full; the next of acme's, not the nearer partner: {bob}"
     );
+}
+
+/// A client streams through the nearest edge; that edge's link is cut mid-stream: the
+/// client notices its keepalives going unanswered and moves to the runner-up, and the
+/// receiver sees one gap under a second and no other loss.
+#[test]
+fn a_client_whose_edge_dies_moves_to_its_runner_up_within_a_second() {
+    if skip_privileged() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let acme = Operator::new(dir.path(), "acme").unwrap();
+    let mut t = Topology::new("mig").unwrap();
+    t.node("e1", 1).unwrap();
+    t.node("e2", 2).unwrap();
+    t.node("r", 9).unwrap();
+    t.client_node("c", 100).unwrap();
+    t.client_node("b", B).unwrap();
+    t.link_impaired("c", "e1", wecan_tests::scenario::delay(1)).unwrap();
+    t.link_impaired("c", "e2", wecan_tests::scenario::delay(3)).unwrap();
+    t.link("e1", "r").unwrap();
+    t.link("e2", "r").unwrap();
+    t.link("r", "b").unwrap();
+    t.accept_xdp_frames("c").unwrap();
+    t.accept_xdp_frames("b").unwrap();
+    t.start_controller().unwrap();
+    for e in ["e1", "e2"] {
+        let creds = acme.issue(&format!("edge-{e}"), "1h", true).unwrap();
+        let addrs = format!("addrs = [\"{}:7300\"]\n", t.addr(e, "c"));
+        t.set_extra(e, &acme.access_table(&creds, &addrs));
+        t.start_relay(e, &["c"], &[("b", "r")]).unwrap();
+    }
+    t.start_relay("r", &[], &[("b", "b")]).unwrap();
+    let seen = read_until(
+        Duration::from_secs(10),
+        || t.controller_get("/v1/edges").unwrap(),
+        |v| v.as_array().unwrap().len() == 2,
+    );
+    assert_eq!(seen.as_array().unwrap().len(), 2, "{seen}");
+
+    const COUNT: u32 = 20_000;
+    const RATE: u32 = 5_000;
+    let rx = receive(&t, "b", SocketAddr::from((t.addr("b", "r"), 7300)), COUNT, 5).unwrap();
+    let alice = acme.issue("alice", "1h", false).unwrap();
+    let ca = t.controller_pki().unwrap().ca.clone();
+    let (tx, line, lines) = Proc::spawn_capture(
+        "alice",
+        Command::new(bin("wecan-client"))
+            .args(["--netns", &t.ns("c").name, "--creds", alice.to_str().unwrap(), "--name"])
+            .args(["alice", "--controller", t.controller_url().unwrap()])
+            .args(["--ca", ca.to_str().unwrap(), "send", "--dst-node", &B.to_string()])
+            .args(["--count", &COUNT.to_string(), "--rate", &RATE.to_string(), "--size", "200"]),
+        "attached",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(line.ends_with("at edge 1"), "the nearer edge first: {line}");
+    std::thread::sleep(Duration::from_millis(1500));
+    t.impair("c", "e1", wecan_tests::impair::Impairment { drop_all: true, ..Default::default() });
+    assert!(tx.wait(Duration::from_secs(30)).unwrap().success(), "alice's sender");
+    let moves = lines.iter().find_map(|l| l.strip_prefix("moves ").map(str::to_owned)).unwrap();
+    let report = rx.report().unwrap();
+    let gap_ms = report.max_gap as f64 * 1000.0 / f64::from(RATE);
+    eprintln!("moves {moves}; gap {gap_ms} ms; {report:?}");
+    let moves: Value = serde_json::from_str(&moves).unwrap();
+    assert_eq!((moves[0]["from"].as_u64(), moves[0]["to"].as_u64()), (Some(1), Some(2)), "{moves}");
+    assert_eq!(moves.as_array().unwrap().len(), 1, "{moves}");
+    assert!(gap_ms < 1000.0, "a gap of {gap_ms} ms");
+    assert_eq!(report.missing, report.max_gap, "loss outside the one gap: {report:?}");
+    assert_eq!((report.duplicates, report.corrupt), (0, 0), "{report:?}");
 }

@@ -62,6 +62,10 @@ pub fn admit(ip: &Ip, hdr: &RelayHeader, cfg: &RelayConfig) -> Result<Sender, St
         }
         return Ok(Sender::Client(c));
     }
+    // Only an edge's gateway talks to strangers.
+    if cfg.gateway_rate == 0 {
+        return Err(Stat::DropUnknownPeer);
+    }
     if hdr.kind == PacketKind::Control as u8 {
         return Err(gateway::admit(ip, cfg));
     }

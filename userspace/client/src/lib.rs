@@ -113,25 +113,56 @@ pub struct SendSpec {
     pub reliable_flows: u32,
 }
 
+/// What a sender sends over: a link to a fixed edge, or an attachment that moves between
+/// edges ([`schedule::Roaming`]).
+pub trait Uplink {
+    /// Runs before each packet; the edge to send it to and its source node, where they are
+    /// not the spec's.
+    fn before_send(&mut self, sock: &UdpSocket) -> Result<Option<(SocketAddr, u32)>>;
+    fn seal_for_edge(&mut self, pkt: &mut [u8]) -> Result<()>;
+}
+
+impl Uplink for EdgeLink {
+    fn before_send(&mut self, _: &UdpSocket) -> Result<Option<(SocketAddr, u32)>> {
+        Ok(None)
+    }
+
+    fn seal_for_edge(&mut self, pkt: &mut [u8]) -> Result<()> {
+        self.seal(pkt)
+    }
+}
+
+impl Uplink for schedule::Roaming {
+    fn before_send(&mut self, sock: &UdpSocket) -> Result<Option<(SocketAddr, u32)>> {
+        self.tick(sock)?;
+        Ok(Some((self.edge().addr, self.attachment.addr)))
+    }
+
+    fn seal_for_edge(&mut self, pkt: &mut [u8]) -> Result<()> {
+        self.attachment.link.seal(pkt)
+    }
+}
+
 /// Sends `spec.count` data packets of each flow over `link`, paced to `spec.rate`. Returns
 /// packets sent.
-pub fn send(sock: &UdpSocket, spec: &SendSpec, link: &mut EdgeLink) -> Result<u64> {
+pub fn send(sock: &UdpSocket, spec: &SendSpec, link: &mut impl Uplink) -> Result<u64> {
     let start = Instant::now();
     let mut sent = 0u64;
     let flows = (0..spec.count).flat_map(|i| (0..spec.flows).map(move |k| (k, i)));
     for (k, i) in flows {
         let seq = spec.first_seq.wrapping_add(k.wrapping_mul(spec.count)).wrapping_add(i);
         let flow = spec.flow.wrapping_add(k);
-        let mut hdr = RelayHeader::new(PacketKind::Data, spec.src_node, spec.dst_node, flow, seq);
+        let (to, src) = link.before_send(sock)?.unwrap_or((spec.to, spec.src_node));
+        let mut hdr = RelayHeader::new(PacketKind::Data, src, spec.dst_node, flow, seq);
         hdr.hop_limit = spec.hop_limit;
         hdr.flags = spec.flags;
         if k >= spec.flows.saturating_sub(spec.reliable_flows) {
             hdr.flags |= flags::RELIABLE;
         }
         let mut pkt = datagram(&hdr, spec.size);
-        link.seal(&mut pkt)?;
+        link.seal_for_edge(&mut pkt)?;
         loop {
-            match sock.send_to(&pkt, spec.to) {
+            match sock.send_to(&pkt, to) {
                 Ok(_) => break,
                 // Local queue full: wait for it to drain rather than lose the packet.
                 Err(e)
@@ -140,7 +171,7 @@ pub fn send(sock: &UdpSocket, spec: &SendSpec, link: &mut EdgeLink) -> Result<u6
                 {
                     std::thread::sleep(Duration::from_micros(50));
                 }
-                Err(e) => return Err(e).with_context(|| format!("send to {}", spec.to)),
+                Err(e) => return Err(e).with_context(|| format!("send to {to}")),
             }
         }
         sent += 1;

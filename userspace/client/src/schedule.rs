@@ -117,3 +117,110 @@ pub fn attach_first(
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no candidate edge answered its probes")))
 }
+
+/// A client attached through the scheduler that keeps its edge alive and moves to the next
+/// candidate, nearest of the best class first, when its edge stops answering: the
+/// application sees a short gap, not an error.
+pub struct Roaming {
+    probed: Vec<Probed>,
+    at: usize,
+    creds: Creds,
+    name: String,
+    pub attachment: Attachment,
+    /// Keepalives go out this often; an edge silent for `dead_after` is given up.
+    every: Duration,
+    dead_after: Duration,
+    sent_at: Instant,
+    heard_at: Instant,
+    read_at: Instant,
+    /// Every move: from which edge to which, and how long the old one had been silent.
+    pub moves: Vec<Move>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Move {
+    pub from: u32,
+    pub to: u32,
+    pub silent_ms: u64,
+}
+
+/// How often a roaming client reads its socket for the edge's keepalive replies.
+const READ_EVERY: Duration = Duration::from_millis(5);
+
+impl Roaming {
+    /// Attaches to the first of `probed` that takes the client (see [`attach_first`]).
+    pub fn attach(
+        sock: &UdpSocket,
+        probed: Vec<Probed>,
+        creds: Creds,
+        name: &str,
+        every: Duration,
+        dead_after: Duration,
+    ) -> Result<Self> {
+        let (attachment, at) = attach_first(sock, &probed, &creds, name, 3)?;
+        let now = Instant::now();
+        Ok(Self {
+            probed,
+            at,
+            creds,
+            name: name.into(),
+            attachment,
+            every,
+            dead_after,
+            sent_at: now,
+            heard_at: now,
+            read_at: now,
+            moves: Vec::new(),
+        })
+    }
+
+    /// The edge it is attached to now.
+    pub fn edge(&self) -> &Probed {
+        &self.probed[self.at]
+    }
+
+    /// Reads the edge's keepalive replies, sends a keepalive when one is due, and moves to
+    /// the next answering candidate when the edge has been silent for too long.
+    pub fn tick(&mut self, sock: &UdpSocket) -> Result<()> {
+        if self.read_at.elapsed() < READ_EVERY {
+            return Ok(());
+        }
+        self.read_at = Instant::now();
+        sock.set_nonblocking(true)?;
+        let mut buf = [0u8; 2048];
+        let edge = self.edge().addr;
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let reply = RelayHeader::decode(&buf[..n])
+                .is_ok_and(|(h, _)| h.kind == PacketKind::ProbeReply as u8);
+            if from == edge && reply && self.attachment.link.verify(&buf[..n]).is_ok() {
+                self.heard_at = Instant::now();
+            }
+        }
+        sock.set_nonblocking(false)?;
+        if self.sent_at.elapsed() >= self.every {
+            self.sent_at = Instant::now();
+            self.attachment.keepalive(sock, edge, 0)?;
+        }
+        let silent = self.heard_at.elapsed();
+        if silent >= self.dead_after {
+            self.roam(sock, silent)?;
+        }
+        Ok(())
+    }
+
+    fn roam(&mut self, sock: &UdpSocket, silent: Duration) -> Result<()> {
+        let from = self.edge().node;
+        let n = self.probed.len();
+        for i in (1..n).map(|k| (self.at + k) % n) {
+            let p = &self.probed[i];
+            if let Ok(a) = attach(sock, p.addr, p.node, &self.creds, &self.name, 1) {
+                self.moves.push(Move { from, to: p.node, silent_ms: silent.as_millis() as u64 });
+                self.at = i;
+                self.attachment = a;
+                self.heard_at = Instant::now();
+                return Ok(());
+            }
+        }
+        bail!("edge {from} went silent and no other candidate edge takes this client")
+    }
+}

@@ -103,7 +103,8 @@ stats! {
     DropBadVersion = 14, "drop_bad_version", Drop;
     /// Unknown packet kind or non-zero reserved bytes.
     DropBadHeader = 15, "drop_bad_header", Drop;
-    /// Outer source is not a configured peer.
+    /// Outer source is not a configured peer (nor, on an edge, a client attached there or a
+    /// stranger's registration or probe).
     DropUnknownPeer = 16, "drop_unknown_peer", Drop;
     /// Hop limit exhausted on a packet that needs forwarding.
     DropHopLimit = 17, "drop_hop_limit", Drop;
@@ -137,8 +138,8 @@ stats! {
     /// A control packet (registration) for this edge's access gateway from a sender it does
     /// not know, within that sender's rate: handed to the agent.
     Gateway = 30, "gateway", Pass;
-    /// A control packet or probe from an unknown sender beyond its rate (`gateway_rate`), or
-    /// to a relay that is not an edge.
+    /// A control packet or probe from an unknown sender to an edge, beyond that sender's
+    /// rate (`gateway_rate`).
     DropRateLimited = 31, "drop_rate_limited", Drop;
     /// A probe from a sender this edge does not know (a client measuring candidate edges),
     /// within its source's rate: answered untagged in XDP (XDP_TX).

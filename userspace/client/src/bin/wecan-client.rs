@@ -120,9 +120,16 @@ enum Cmd {
     },
     /// Send data packets to a relay.
     Send {
-        /// The first relay (edge), ADDR:PORT.
+        /// The first relay (edge), ADDR:PORT; without it, the edge the scheduler offers
+        /// (--controller, --ca, --creds), moving to the next candidate if it goes silent.
         #[arg(long)]
-        to: SocketAddr,
+        to: Option<SocketAddr>,
+        /// Roaming: milliseconds between keepalives to the edge.
+        #[arg(long, default_value_t = 100)]
+        keepalive_ms: u64,
+        /// Roaming: an edge silent this long is given up for the next candidate.
+        #[arg(long, default_value_t = 500)]
+        dead_after_ms: u64,
         /// Local address to send from (default: any, ephemeral port).
         #[arg(long)]
         bind: Option<SocketAddr>,
@@ -200,15 +207,18 @@ fn main() {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     // The scheduler is asked over the management network, before --netns.
-    let offered = match (&cli.cmd, &cli.controller, &cli.ca) {
-        (Cmd::Attach { to: None, .. }, Some(url), Some(ca)) => {
-            let creds = read_creds(&cli)?.context("--creds: missing; attach needs credentials")?;
+    let scheduled = matches!(cli.cmd, Cmd::Attach { to: None, .. } | Cmd::Send { to: None, .. });
+    let offered = match (scheduled, &cli.controller, &cli.ca) {
+        (true, Some(url), Some(ca)) => {
+            let creds = read_creds(&cli)?.context("--creds: missing; the scheduler needs them")?;
             Some(schedule::select(url, ca, &creds, cli.region.as_deref())?)
         }
-        (Cmd::Attach { to: None, .. }, _, _) => {
-            bail!("attach: give the edge with --to and --edge-node, or --controller and --ca")
+        (true, _, _) => {
+            bail!(
+                "--to: missing; give the edge with --to (and --edge-node), or --controller and --ca"
+            )
         }
-        _ => None,
+        (false, ..) => None,
     };
     if let Some(ns) = &cli.netns {
         netns::enter(ns)?;
@@ -256,6 +266,8 @@ fn real_main() -> Result<()> {
         }
         Cmd::Send {
             to,
+            keepalive_ms,
+            dead_after_ms,
             bind,
             src_node,
             dst_node,
@@ -274,6 +286,43 @@ fn real_main() -> Result<()> {
                     "--size: {size} bytes; must be between {HEADER_LEN} (the relay header) and 65000"
                 );
             }
+            let mut spec = SendSpec {
+                to: SocketAddr::from(([0, 0, 0, 0], 0)),
+                src_node: 0,
+                dst_node,
+                flow,
+                first_seq,
+                count,
+                flows,
+                rate,
+                size,
+                hop_limit,
+                flags: 0,
+                reliable_flows: if reliable { flows } else { reliable_flows.unwrap_or(0) },
+            };
+            let Some(to) = to else {
+                let offered = offered.context("the scheduler's candidates")?;
+                let first = offered.iter().find_map(|c| c.addrs.first()).copied();
+                let first = first.context("the scheduler offered edges without addresses")?;
+                let sock = UdpSocket::bind(bind.unwrap_or_else(|| any_port(first)))
+                    .context("binding a local port")?;
+                let creds = read_creds(&cli)?.context("--creds")?;
+                let name = cli.name.as_deref().context("--name")?;
+                let probed = schedule::probe(&sock, &offered, PROBE_ROUNDS)?;
+                let mut roaming = schedule::Roaming::attach(
+                    &sock,
+                    probed,
+                    creds,
+                    name,
+                    Duration::from_millis(keepalive_ms.max(1)),
+                    Duration::from_millis(dead_after_ms.max(1)),
+                )?;
+                println!("attached {} at edge {}", roaming.attachment.addr, roaming.edge().node);
+                let sent = client::send(&sock, &spec, &mut roaming)?;
+                println!("sent {sent}");
+                println!("moves {}", serde_json::to_string(&roaming.moves)?);
+                return Ok(());
+            };
             let local = bind.unwrap_or_else(|| any_port(to));
             let sock = UdpSocket::bind(local).with_context(|| format!("--bind {local}"))?;
             let attached = attach_if_asked(&cli, &sock, to)?;
@@ -289,20 +338,8 @@ fn real_main() -> Result<()> {
             if let Some(a) = attached {
                 link = a.link;
             }
-            let spec = SendSpec {
-                to,
-                src_node,
-                dst_node,
-                flow,
-                first_seq,
-                count,
-                flows,
-                rate,
-                size,
-                hop_limit,
-                flags: 0,
-                reliable_flows: if reliable { flows } else { reliable_flows.unwrap_or(0) },
-            };
+            spec.to = to;
+            spec.src_node = src_node;
             let sent = client::send(&sock, &spec, &mut link)?;
             println!("sent {sent}");
             Ok(())
